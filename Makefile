@@ -1,0 +1,28 @@
+# Two commands on a fresh Debian machine: `make demo` and `make test`.
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+JEMALLOC := /usr/lib/x86_64-linux-gnu/libjemalloc.so.2
+# jemalloc keeps freed pages: 4-6x faster ConvTasNet training on small VMs.
+RUN := $(if $(wildcard $(JEMALLOC)),LD_PRELOAD=$(JEMALLOC) MALLOC_CONF=dirty_decay_ms:-1$(,)muzzy_decay_ms:-1,)
+, := ,
+
+.PHONY: setup demo test bench-smoke clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml scripts/install-system.sh
+	./scripts/install-system.sh
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[train,test]'
+	touch $(STAMP)
+
+demo: setup
+	$(VENV)/bin/ensemble-synth generate --preset demo -o demo_corpus
+
+test: setup
+	$(RUN) $(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) demo_corpus

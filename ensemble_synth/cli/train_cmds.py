@@ -1,0 +1,3 @@
+"""Commands of this area (filled in by its module owner)."""
+
+from . import cli  # noqa: F401

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs the Debian packages ensemble_synth needs (FluidSynth, soundfonts, jemalloc, ffmpeg).
+set -euo pipefail
+PACKAGES="libfluidsynth3 fluid-soundfont-gm musescore-general-soundfont libjemalloc2 ffmpeg"
+missing=""
+for p in $PACKAGES; do
+    dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+echo "installing system packages:$missing"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
