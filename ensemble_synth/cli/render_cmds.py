@@ -1,3 +1,78 @@
-"""Commands of this area (filled in by its module owner)."""
+"""`render` and `soundfonts` commands."""
 
-from . import cli  # noqa: F401
+from __future__ import annotations
+
+import click
+
+from . import cli
+
+
+def ensemble_instruments(value: str | None) -> list[str] | None:
+    """--ensemble: an ensemble preset name or a comma-separated instrument list."""
+    if not value:
+        return None
+    from .. import instruments
+
+    if "," in value or instruments.find(value) is not None:
+        return [instruments.get(v.strip()).name for v in value.split(",") if v.strip()]
+    from ..presets import load_preset, get_key
+
+    preset = load_preset("ensembles", value)
+    return [instruments.get(n).name for n in get_key(preset, "instruments", list, preset["_source"])]
+
+
+@cli.command()
+@click.argument("score", type=click.Path(dir_okay=False))
+@click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output directory.")
+@click.option("--soundfont", default=None, help="Registry name (see `soundfonts`) or path to an .sf2/.sf3 file.")
+@click.option("--sample-rate", default=44100, show_default=True, type=int)
+@click.option("--part", "parts", multiple=True, metavar="N=INSTRUMENT", help="Map part N (1-based) to an instrument.")
+@click.option("--ensemble", default=None, help="Ensemble preset or comma list giving the instruments of the parts in order.")
+@click.option("--format", "subtype", default="float", show_default=True, type=click.Choice(["float", "pcm24"]))
+@click.option("--overwrite", is_flag=True, help="Replace an existing output directory.")
+def render(score, out_dir, soundfont, sample_rate, parts, ensemble, subtype, overwrite):
+    """Render each part of a MIDI SCORE to a dry mono stem."""
+    from ..render import render_score_to_dir
+    from ..score import load_midi, parse_part_mapping
+    from ..soundfonts import resolve
+
+    font = resolve(soundfont)
+    loaded = load_midi(score, parse_part_mapping(parts), ensemble_instruments(ensemble))
+    for warning in loaded.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    meta = render_score_to_dir(loaded, font, out_dir, sample_rate, subtype, overwrite)
+    names = ", ".join(f"{p['name']} ({p['preset']})" for p in meta["parts"])
+    click.echo(f"{out_dir}: {len(meta['parts'])} stems, {meta['duration']:.1f} s at {sample_rate} Hz with {font.name}: {names}")
+
+
+@cli.command()
+@click.option("--check", "check_font", default=None, help="Soundfont to check (name or path).")
+@click.option("--instruments", "instrument_list", default=None, help="Comma-separated instruments to check for.")
+def soundfonts(check_font, instrument_list):
+    """List known soundfonts, or check a font's presets for instruments."""
+    from .. import instruments
+    from ..soundfonts import find_file, registry, resolve
+
+    if check_font is None:
+        for entry in registry().values():
+            found = find_file(entry.file)
+            where = str(found) if found else f"not found: {entry.how_to_get()}"
+            click.echo(f"{entry.name:20s} {entry.licence:8s} {entry.file:30s} {where}")
+            click.echo(f"{'':20s} source {entry.source}, sha256 {entry.sha256 or 'unrecorded'}")
+        return
+    from ..synth import get_renderer
+
+    font = resolve(check_font)
+    names = instrument_list.split(",") if instrument_list else instruments.names()
+    renderer = get_renderer(44100)
+    missing = []
+    for name in names:
+        inst = instruments.get(name.strip())
+        preset = renderer.preset_name(font, inst.program)
+        click.echo(f"{inst.name:16s} program {inst.program + 1:3d}  {preset if preset else 'MISSING'}")
+        if preset is None:
+            missing.append(inst.name)
+    if missing:
+        from ..errors import UserError
+
+        raise UserError(f"{font.path}: no preset for {', '.join(missing)}")

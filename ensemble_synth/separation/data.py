@@ -1,0 +1,203 @@
+"""Training data from a generated corpus: manifest, source layout, random and fixed segments.
+
+The mixture is always built as the sum of the (resampled) stems, so ``mix == sum(targets)``
+holds exactly for every example, remixed or not.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from scipy.signal import resample_poly
+
+from .. import instruments as catalogue
+from ..errors import UserError
+
+MANIFEST_COLUMNS = ("track_id", "split", "path", "duration", "sample_rate", "channels", "parts", "instruments")
+
+
+@dataclass(frozen=True)
+class Track:
+    track_id: str
+    split: str
+    folder: Path
+    duration: float
+    sample_rate: int
+    channels: int
+    ensemble: str
+    parts: tuple[str, ...]
+    instruments: tuple[str, ...]
+
+    def stem_path(self, part: str) -> Path:
+        return self.folder / "stems" / f"{part}.wav"
+
+
+def read_manifest(corpus_dir: str | Path) -> list[Track]:
+    """Every track listed in ``CORPUS/manifest.csv``."""
+    corpus_dir = Path(corpus_dir)
+    manifest = corpus_dir / "manifest.csv"
+    if not manifest.is_file():
+        raise UserError(f"{corpus_dir}: not a corpus (no manifest.csv)")
+    with open(manifest, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in MANIFEST_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise UserError(f"{manifest}: missing column(s) {', '.join(missing)}")
+        tracks = []
+        for line, row in enumerate(reader, start=2):
+            try:
+                parts = tuple(row["parts"].split(";"))
+                insts = tuple(row["instruments"].split(";"))
+                if len(parts) != len(insts):
+                    raise ValueError("parts and instruments differ in length")
+                tracks.append(Track(row["track_id"], row["split"], corpus_dir / row["path"],
+                                    float(row["duration"]), int(row["sample_rate"]), int(row["channels"]),
+                                    row.get("ensemble", ""), parts, insts))
+            except (ValueError, TypeError) as exc:
+                raise UserError(f"{manifest}: line {line}: {exc}") from None
+    if not tracks:
+        raise UserError(f"{manifest}: no tracks")
+    return tracks
+
+
+@dataclass(frozen=True)
+class SourceLayout:
+    """What the model outputs and which parts of a track make each output."""
+
+    output_names: tuple[str, ...]
+    instruments: tuple[str, ...]
+    target: str | None = None  # canonical instrument in target mode, else None
+
+    def groups(self, track: Track) -> list[list[str]]:
+        """For each output, the part names of ``track`` that sum into it."""
+        if self.target is None:
+            return [[p] for p in track.parts]
+        target = [p for p, i in zip(track.parts, track.instruments) if _canonical(i) == self.target]
+        rest = [p for p in track.parts if p not in target]
+        return [target, rest]
+
+    def to_dict(self) -> dict:
+        return {"output_names": list(self.output_names), "instruments": list(self.instruments), "target": self.target}
+
+
+def _canonical(name: str) -> str:
+    inst = catalogue.find(name)
+    return inst.name if inst else name
+
+
+def plan_layout(tracks: list[Track], target: str | None, corpus_dir: str | Path) -> tuple[SourceLayout, list[Track]]:
+    """The output layout for ``tracks`` and the tracks that serve it.
+
+    Fixed-ensemble mode (no target): every track must have the same parts in the same order.
+    Target mode: the tracks holding the target instrument; output is [target, accompaniment].
+    """
+    if target is None:
+        line_ups = {}
+        for t in tracks:
+            line_ups.setdefault(t.parts, t)
+        if len(line_ups) > 1:
+            shown = "; ".join(f"{t.ensemble or t.track_id}: {','.join(p)}" for p, t in list(line_ups.items())[:3])
+            raise UserError(f"{corpus_dir}: corpus has {len(line_ups)} different ensembles ({shown}); "
+                            "a fixed-ensemble model needs one, or train with --target INSTRUMENT")
+        first = tracks[0]
+        return SourceLayout(first.parts, tuple(_canonical(i) for i in first.instruments)), tracks
+    target = catalogue.get(target).name
+    chosen = [t for t in tracks if any(_canonical(i) == target for i in t.instruments)]
+    if not chosen:
+        raise UserError(f"{corpus_dir}: no track has the target instrument '{target}'")
+    return SourceLayout((target, "accompaniment"), (target, "accompaniment"), target), chosen
+
+
+def check_channels(tracks: list[Track], corpus_dir) -> int:
+    counts = sorted({t.channels for t in tracks})
+    if len(counts) > 1:
+        raise UserError(f"{corpus_dir}: tracks have different channel counts {counts}")
+    return counts[0]
+
+
+def resample(audio: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
+    """Polyphase resampling along the last axis (float32 in, float32 out)."""
+    if from_rate == to_rate:
+        return audio
+    ratio = Fraction(to_rate, from_rate)
+    return resample_poly(audio, ratio.numerator, ratio.denominator, axis=-1).astype(np.float32)
+
+
+def read_sources(track: Track, groups: list[list[str]], start_s: float, samples: int, rate: int) -> np.ndarray:
+    """Sources ``(len(groups), channels, samples)`` at ``rate`` from ``start_s`` seconds in; zero-padded."""
+    start = int(round(start_s * track.sample_rate))
+    frames = int(math.ceil(samples * track.sample_rate / rate)) + 1
+    cache: dict[str, np.ndarray] = {}
+    out = np.zeros((len(groups), track.channels, samples), dtype=np.float32)
+    for index, group in enumerate(groups):
+        for part in group:
+            if part not in cache:
+                path = track.stem_path(part)
+                try:
+                    data, _ = sf.read(str(path), start=start, frames=frames, dtype="float32", always_2d=True)
+                except (RuntimeError, sf.LibsndfileError) as exc:
+                    raise UserError(f"{path}: cannot read stem: {exc}") from None
+                audio = resample(np.ascontiguousarray(data.T), track.sample_rate, rate)[:, :samples]
+                cache[part] = audio
+            audio = cache[part]
+            out[index, :, : audio.shape[1]] += audio
+    return out
+
+
+class SegmentSampler:
+    """Random training examples: segments of tracks, optionally remixed across tracks."""
+
+    def __init__(self, tracks: list[Track], layout: SourceLayout, rate: int, samples: int,
+                 remix: float = 0.0, gain_db: float = 0.0):
+        self.tracks, self.layout, self.rate, self.samples = tracks, layout, rate, samples
+        self.remix, self.gain_db = remix, gain_db
+        durations = np.array([t.duration for t in tracks], dtype=np.float64)
+        self.weights = durations / durations.sum()
+        self.seconds = samples / rate
+
+    def _pick(self, rng: np.random.Generator) -> tuple[Track, float]:
+        track = self.tracks[int(rng.choice(len(self.tracks), p=self.weights))]
+        start = float(rng.uniform(0.0, max(0.0, track.duration - self.seconds)))
+        return track, start
+
+    def example(self, rng: np.random.Generator) -> np.ndarray:
+        """Sources ``(sources, channels, samples)``; their sum is the mixture."""
+        for _ in range(10):  # skip segments where everything rests
+            if rng.random() < self.remix:
+                sources = []
+                for index in range(len(self.layout.output_names)):
+                    track, start = self._pick(rng)
+                    source = read_sources(track, self.layout.groups(track), start, self.samples, self.rate)[index]
+                    gain = 10.0 ** (rng.uniform(-self.gain_db, self.gain_db) / 20.0)
+                    sources.append(source * np.float32(gain))
+                stacked = np.stack(sources)
+            else:
+                track, start = self._pick(rng)
+                stacked = read_sources(track, self.layout.groups(track), start, self.samples, self.rate)
+            if np.abs(stacked).max() > 1e-5:
+                return stacked
+        return stacked
+
+    def batch(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        return np.stack([self.example(rng) for _ in range(size)])
+
+
+def validation_items(tracks: list[Track], layout: SourceLayout, rate: int, samples: int, count: int) -> np.ndarray:
+    """Fixed validation examples ``(count, sources, channels, samples)``: evenly spread over
+    the tracks and over time within each track, no randomness, so every epoch sees the same."""
+    tracks = sorted(tracks, key=lambda t: t.track_id)
+    per_track = max(1, math.ceil(count / len(tracks)))
+    seconds = samples / rate
+    items = []
+    for k in range(count):
+        track = tracks[k % len(tracks)]
+        slot = k // len(tracks)
+        start = (slot + 0.5) / per_track * max(0.0, track.duration - seconds)
+        items.append(read_sources(track, layout.groups(track), start, samples, rate))
+    return np.stack(items)

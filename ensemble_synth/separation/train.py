@@ -1,0 +1,236 @@
+"""The trainer: epochs of random segments, validation SDR on fixed items, checkpoints, budgets.
+
+A run directory holds ``config.toml`` (everything resolved), ``metrics.csv`` (one row an
+epoch), ``model.pt`` (best validation SDR) and ``last.pt`` (weights, optimiser, schedule,
+random state and history, for ``resume``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import tomli_w
+import torch
+from tqdm import tqdm
+
+from ..errors import UserError
+from ..fileio import write_text_atomic
+from .checkpoint import read_checkpoint, save_checkpoint
+from .config import architecture, describe_difference, resolve_config
+from .data import SegmentSampler, check_channels, plan_layout, read_manifest, validation_items
+from .device import resolve_device
+from .losses import loss_fn, sdr_db, silent_mask
+from .model import build_model, count_parameters
+
+METRIC_COLUMNS = ("epoch", "step", "train_loss", "valid_loss", "valid_sdr", "lr", "seconds", "segments_per_s")
+
+
+def _autocast(device: torch.device):
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _write_metrics(path: Path, history: list[dict]) -> None:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=METRIC_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in history:
+        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    write_text_atomic(path, out.getvalue())
+
+
+def _make_scheduler(optimizer, training: dict, total_steps: int):
+    if training["schedule"] == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="max", factor=training["plateau_factor"], patience=training["plateau_patience"])
+    if training["schedule"] == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total_steps))
+    return None
+
+
+@torch.no_grad()
+def evaluate(model, items: np.ndarray, loss_name: str, batch_size: int, device: torch.device) -> tuple[float, float]:
+    """Mean loss and mean SDR (dB, over non-silent targets) on fixed items ``(n, S, C, T)``."""
+    model.eval()
+    criterion = loss_fn(loss_name)
+    losses, sdrs = [], []
+    for start in range(0, len(items), batch_size):
+        targets = torch.from_numpy(items[start:start + batch_size]).to(device)
+        mixture = targets.sum(1)
+        with _autocast(device):
+            estimates = model(mixture)
+        estimates = estimates.float()
+        losses.append(criterion(estimates, targets, mixture).mean().item())
+        active = ~silent_mask(targets, mixture)
+        sdrs.extend(sdr_db(estimates, targets)[active].tolist())
+    model.train()
+    return float(np.mean(losses)), float(np.mean(sdrs)) if sdrs else float("nan")
+
+
+def _prepare_run_dir(run_dir: Path, resume: bool) -> dict | None:
+    """The resumable state in ``run_dir``, or None for a fresh run (refusing to clobber one)."""
+    last = run_dir / "last.pt"
+    if resume:
+        if not last.is_file():
+            raise UserError(f"{run_dir}: nothing to resume (no last.pt)")
+        return read_checkpoint(last)
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise UserError(f"{run_dir}: run directory exists and is not empty (use --resume to continue it, "
+                        "or choose another directory)")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return None
+
+
+def _check_resume(state: dict, config: dict, layout: dict, run_dir: Path) -> None:
+    old_arch, new_arch = architecture(state["config"]["model"]), architecture(config["model"])
+    if old_arch != new_arch:
+        raise UserError(f"{run_dir / 'last.pt'}: checkpoint of another config ({describe_difference(old_arch, new_arch)})")
+    if state["layout"]["output_names"] != layout["output_names"]:
+        raise UserError(f"{run_dir / 'last.pt'}: checkpoint separates {state['layout']['output_names']} but the "
+                        f"corpus gives {layout['output_names']} (ensemble does not match the model)")
+
+
+def train(corpus_dir, run_dir, model="small", target: str | None = None, max_minutes: float | None = None,
+          max_steps: int | None = None, epochs: int | None = None, device: str = "auto", seed: int = 0,
+          progress: bool = True, resume: bool = False, **overrides) -> Path:
+    """Train a ConvTasNet on ``corpus_dir``; returns ``run_dir/model.pt`` (the best epoch).
+
+    ``model`` is a preset name, a TOML path or a config dict; ``overrides`` replace single keys
+    of its ``[model]`` or ``[training]`` table (e.g. ``batch_size=2``). ``target`` trains
+    target-versus-accompaniment for one instrument instead of one output per part.
+    """
+    started = time.monotonic()
+    corpus_dir, run_dir = Path(corpus_dir), Path(run_dir)
+    config = resolve_config(model, {**overrides, "epochs": epochs})
+    training, model_cfg = config["training"], config["model"]
+
+    tracks = read_manifest(corpus_dir)
+    layout, tracks = plan_layout(tracks, target, corpus_dir)
+    channels = check_channels(tracks, corpus_dir)
+    if model_cfg["channels"] and model_cfg["channels"] != channels:
+        raise UserError(f"{corpus_dir}: corpus has {channels} channel(s) but the model config "
+                        f"'{config['name']}' expects {model_cfg['channels']}")
+    model_cfg["channels"] = channels
+    train_tracks = [t for t in tracks if t.split == "train"]
+    valid_tracks = [t for t in tracks if t.split == "valid"] or train_tracks
+    if not train_tracks:
+        raise UserError(f"{corpus_dir}: no tracks in split 'train'" + (f" with '{target}'" if target else ""))
+
+    state = _prepare_run_dir(run_dir, resume)
+    if state is not None:
+        _check_resume(state, config, layout.to_dict(), run_dir)
+
+    torch_device = resolve_device(device)
+    rate = model_cfg["sample_rate"]
+    segment = int(round(training["segment_seconds"] * rate))
+    valid_segment = int(round((training["valid_segment_seconds"] or training["segment_seconds"]) * rate))
+    sampler = SegmentSampler(train_tracks, layout, rate, segment, training["remix"], training["gain_db"])
+    valid = validation_items(valid_tracks, layout, rate, valid_segment, training["valid_items"])
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = build_model(model_cfg, sources=len(layout.output_names))
+    net.to(torch_device).train()
+    optimizer = torch.optim.Adam(net.parameters(), lr=training["lr"], weight_decay=training["weight_decay"])
+    total_steps = training["epochs"] * training["steps_per_epoch"]
+    scheduler = _make_scheduler(optimizer, training, total_steps)
+    criterion = loss_fn(training["loss"])
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))
+
+    history: list[dict] = []
+    epoch, step, best_sdr, since_best = 0, 0, -math.inf, 0
+    if state is not None:
+        net.load_state_dict(state["state_dict"])
+        optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None and state.get("scheduler"):
+            scheduler.load_state_dict(state["scheduler"])
+        rng.bit_generator.state = state["rng"]
+        history = list(state["history"])
+        epoch, step = state["epoch"], state["step"]
+        best_sdr, since_best = state["best_sdr"], state["since_best"]
+
+    run_config = {**config, "data": {"corpus": str(corpus_dir.resolve()), "target": target or "",
+                                     "seed": seed, **{k: v for k, v in layout.to_dict().items() if v is not None}},
+                  "parameters": count_parameters(net)}
+    write_text_atomic(run_dir / "config.toml", tomli_w.dumps(run_config))
+    checkpoint_config = {k: config[k] for k in ("name", "model", "training")}
+
+    first_step = step  # every call trains at least one step, whatever the budget
+    budget = max_minutes * 60.0 if max_minutes is not None else math.inf
+    valid_seconds = 0.0
+    stop_reason = ""
+    log = (lambda msg: tqdm.write(msg, file=sys.stderr)) if progress else (lambda msg: None)
+    log(f"training {config['name']} ({count_parameters(net) / 1e6:.2f} M parameters) on {torch_device}: "
+        f"{len(train_tracks)} train / {len(valid_tracks)} valid tracks, outputs {', '.join(layout.output_names)}")
+
+    while epoch < training["epochs"] and not stop_reason:
+        epoch_start = time.monotonic()
+        losses = []
+        bar = tqdm(range(training["steps_per_epoch"]), desc=f"epoch {epoch + 1}", disable=not progress,
+                   leave=False, file=sys.stderr)
+        for _ in bar:
+            if max_steps is not None and step >= max_steps:
+                stop_reason = f"max_steps={max_steps} reached"
+                break
+            if step > first_step and time.monotonic() - started + valid_seconds >= budget:
+                stop_reason = f"max_minutes={max_minutes} reached"
+                break
+            targets = torch.from_numpy(sampler.batch(rng, training["batch_size"])).to(torch_device)
+            mixture = targets.sum(1)
+            with _autocast(torch_device):
+                estimates = net(mixture)
+            loss = criterion(estimates.float(), targets, mixture).mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if training["clip_grad"] > 0:
+                torch.nn.utils.clip_grad_norm_(net.parameters(), training["clip_grad"])
+            optimizer.step()
+            if isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingLR):
+                scheduler.step()
+            step += 1
+            losses.append(loss.item())
+            bar.set_postfix(loss=f"{losses[-1]:.3f}")
+        bar.close()
+        if not losses:
+            break
+        train_seconds = time.monotonic() - epoch_start
+        valid_start = time.monotonic()
+        valid_loss, valid_sdr = evaluate(net, valid, training["loss"], training["batch_size"], torch_device)
+        valid_seconds = time.monotonic() - valid_start
+        epoch += 1
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            scheduler.step(valid_sdr)
+        history.append({"epoch": epoch, "step": step, "train_loss": float(np.mean(losses)),
+                        "valid_loss": valid_loss, "valid_sdr": valid_sdr,
+                        "lr": optimizer.param_groups[0]["lr"], "seconds": train_seconds + valid_seconds,
+                        "segments_per_s": len(losses) * training["batch_size"] / max(train_seconds, 1e-9)})
+        improved = valid_sdr > best_sdr or not (run_dir / "model.pt").is_file()
+        if improved:
+            best_sdr, since_best = valid_sdr, 0
+            save_checkpoint(run_dir / "model.pt", net, checkpoint_config, layout.to_dict(),
+                            epoch=epoch, step=step, valid_sdr=valid_sdr)
+        else:
+            since_best += 1
+        save_checkpoint(run_dir / "last.pt", net, checkpoint_config, layout.to_dict(),
+                        epoch=epoch, step=step, valid_sdr=valid_sdr, best_sdr=best_sdr, since_best=since_best,
+                        optimizer=optimizer.state_dict(),
+                        scheduler=scheduler.state_dict() if scheduler is not None else {},
+                        rng=rng.bit_generator.state, history=history)
+        _write_metrics(run_dir / "metrics.csv", history)
+        log(f"epoch {epoch}: train loss {history[-1]['train_loss']:.3f}, valid loss {valid_loss:.3f}, "
+            f"valid SDR {valid_sdr:.2f} dB{' (best)' if improved else ''}")
+        if since_best >= training["patience"]:
+            stop_reason = f"early stop: no better validation SDR for {since_best} epochs"
+    if stop_reason:
+        log(stop_reason)
+    if not (run_dir / "model.pt").is_file():
+        raise UserError(f"{run_dir}: the budget ended before the first training step; nothing was saved")
+    return run_dir / "model.pt"
