@@ -20,15 +20,16 @@ MIN_PLAYER_SPACING = 0.6  # m between two players' instruments; closer is an ove
 
 # Source directivity per family: pyroomacoustics cardioid-family parameter p
 # (1 omni, 0.5 cardioid), elevation of the main lobe (deg, + up) and its azimuth
-# relative to the player's facing. Horns radiate from a bell pointing back and right.
+# relative to the player's facing (+ toward the player's right, the stage frame's CCW for a
+# player facing the audience). Horns radiate from a bell pointing back and right.
 FAMILY_DIRECTIVITY = {
     "strings": (0.7, 30.0, 0.0),
     "woodwinds": (0.8, -15.0, 0.0),
     "brass": (0.45, 0.0, 0.0),
 }
 INSTRUMENT_DIRECTIVITY = {
-    "horn": (0.5, 0.0, -150.0),
-    "flute": (0.8, 0.0, -60.0),  # the embouchure hole radiates to the player's right
+    "horn": (0.5, 0.0, 150.0),
+    "flute": (0.8, 0.0, 60.0),  # the embouchure hole radiates to the player's right
 }
 
 

@@ -130,6 +130,8 @@ def sample_mics(preset: dict, players: list[Player], stage_centre, rng: np.rando
     height = draw(_number_or_range(array, "height", where, 3.0), rng)
     lateral = draw(_number_or_range(array, "lateral", where, 0.0), rng)
     target_height = get_key(array, "target_height", float, where, 1.1)
+    if get_key(array, "fit_room", bool, where, False):  # stay 1 m clear of the front wall in short rooms
+        distance = min(distance, float(stage_centre[1]) - 1.0)
     centre = stage_to_world(stage_centre, (lateral, distance, height))
     target = stage_to_world(stage_centre, (0.0, 0.0, target_height))
 
