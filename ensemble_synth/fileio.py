@@ -39,8 +39,19 @@ def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int, subt
     audio = np.asarray(audio, dtype=np.float32)
     data = audio.T if audio.ndim == 2 else audio
     tmp = _tmp_sibling(path)
-    sf.write(str(tmp), data, int(sample_rate), subtype=subtype, format="WAV")
+    channels = 1 if data.ndim == 1 else data.shape[1]
+    with sf.SoundFile(str(tmp), "w", int(sample_rate), channels, subtype=subtype, format="WAV") as f:
+        _no_peak_chunk(f)
+        f.write(data)
     os.replace(tmp, path)
+
+
+_SFC_SET_ADD_PEAK_CHUNK = 0x1050
+
+
+def _no_peak_chunk(f: sf.SoundFile) -> None:
+    """libsndfile adds a PEAK chunk with a timestamp to float WAVs; leave it out (same bytes for same audio)."""
+    sf._snd.sf_command(f._file, _SFC_SET_ADD_PEAK_CHUNK, sf._ffi.NULL, 0)
 
 
 def read_wav(path: str | os.PathLike) -> tuple[np.ndarray, int]:

@@ -1,3 +1,113 @@
-"""Commands of this area (filled in by its module owner)."""
+"""`generate`, `render-spec` and `presets` commands."""
 
-from . import cli  # noqa: F401
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from . import cli
+
+
+@cli.command()
+@click.option("--preset", required=True, help="Corpus preset name (see `presets list corpora`) or a TOML file.")
+@click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Corpus directory.")
+@click.option("--tracks", type=int, default=None, help="Number of training tracks (no valid/test).")
+@click.option("--train", type=int, default=None)
+@click.option("--valid", type=int, default=None)
+@click.option("--test", type=int, default=None)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--jobs", "-j", type=int, default=None, help="Worker processes [default: one per core].")
+@click.option("--scheduler", default=None, help="Dask scheduler address (tcp://HOST:PORT) instead of local processes.")
+@click.option("--dry-run", is_flag=True, help="Sample and write the track specs only.")
+@click.option("--dry/--no-dry", "write_dry", default=None, help="Also write the dry (anechoic) stems.")
+@click.option("--midi/--no-midi", "write_midi", default=None, help="Also write the performed MIDI per part.")
+@click.option("--rir-cache", type=click.Path(file_okay=False), default=None, help="RIR cache folder [default: ~/.cache/ensemble_synth/rirs].")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def generate(preset, out_dir, tracks, train, valid, test, seed, jobs, scheduler, dry_run, write_dry, write_midi, rir_cache, quiet):
+    """Generate (or complete) a synthetic corpus from a preset."""
+    import os
+
+    from ..errors import UserError
+    from ..generate import generate as run
+
+    if tracks is not None and any(v is not None for v in (train, valid, test)):
+        raise UserError("--tracks cannot be combined with --train/--valid/--test")
+    sizes = {"train": tracks, "valid": 0, "test": 0} if tracks is not None else {"train": train, "valid": valid, "test": test}
+    summary = run(
+        preset, out_dir, seed=seed, tracks=sizes, jobs=jobs or os.cpu_count() or 1, scheduler=scheduler,
+        dry_run=dry_run, write_dry=write_dry, write_midi=write_midi, rir_cache=rir_cache, progress=not quiet,
+    )
+    click.echo(summary.line() if not dry_run else f"{out_dir}: {summary.tracks} track specs sampled (dry run)")
+
+
+@cli.command("render-spec")
+@click.argument("metadata", type=click.Path(dir_okay=False))
+@click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False))
+@click.option("--dry/--no-dry", "write_dry", default=False)
+@click.option("--midi/--no-midi", "write_midi", default=False)
+@click.option("--overwrite", is_flag=True)
+def render_spec(metadata, out_dir, write_dry, write_midi, overwrite):
+    """Re-render one track from its metadata.json (bit-identical to the corpus copy)."""
+    from ..corpus import render_track
+    from ..errors import UserError
+    from ..generate import write_track
+
+    path = Path(metadata)
+    try:
+        track = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path}: file not found") from None
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(track, dict) or "parts" not in track or "performance" not in track:
+        raise UserError(f"{path}: not a track spec (no 'parts' and 'performance')")
+    track.pop("rendered", None)
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise UserError(f"{out}: output directory exists and is not empty (use --overwrite to replace it)")
+    if out.exists():
+        import shutil
+
+        shutil.rmtree(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    meta = write_track(render_track(track), out, write_dry, write_midi)
+    click.echo(f"{out}: {len(meta['parts'])} stems, {meta['rendered']['duration']:.1f} s")
+
+
+@cli.group()
+def presets():
+    """List and show presets (rooms, ensembles, mics, corpora, models)."""
+
+
+@presets.command("list")
+@click.argument("kind", required=False)
+def presets_list(kind):
+    """List presets of one KIND, or of all kinds."""
+    from ..errors import UserError
+    from ..presets import KINDS, list_presets, load_preset
+
+    if kind is not None and kind not in KINDS:
+        raise UserError(f"unknown preset kind '{kind}' (known: {', '.join(KINDS)})")
+    for k in [kind] if kind else KINDS:
+        click.echo(f"{k}:")
+        for name in list_presets(k):
+            description = load_preset(k, name).get("description", "")
+            click.echo(f"  {name:24s} {description[:90]}")
+
+
+@presets.command("show")
+@click.argument("name")
+@click.option("--kind", default=None, help="Preset kind, when a name exists in several.")
+def presets_show(name, kind):
+    """Print a preset's TOML."""
+    from ..errors import UserError
+    from ..presets import KINDS, list_presets, preset_path
+
+    kinds = [kind] if kind else [k for k in KINDS if name in list_presets(k)]
+    if not kinds:
+        raise UserError(f"unknown preset '{name}' (see `ensemble-synth presets list`)")
+    if len(kinds) > 1:
+        raise UserError(f"preset '{name}' exists as {', '.join(kinds)}; choose with --kind")
+    click.echo(preset_path(kinds[0], name).read_text(), nl=False)

@@ -1,0 +1,355 @@
+"""Corpora: sample fully resolved track specs from a preset, render them, write them.
+
+``sample_track`` turns a preset and a seed into a ``metadata.json``-ready dict in which
+every random choice is written down; ``render_track`` is a pure function of that dict;
+``generate`` does both for a whole corpus, in parallel, resumably.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import augment as augment_mod
+from . import instruments, spec
+from .corpus_preset import SPLITS, resolve_preset
+from .errors import UserError
+from .performance import DYNAMICS_KNOT_BEATS, RUBATO_KNOT_BEATS, perform
+from .repertoire import MUSIC21_BACH, PITCH, Piece, Repertoire, load_midi_piece, load_music21_bach
+from .score import Part, part_name
+from .soundfonts import resolve as resolve_soundfont
+from .synth import PartVoice, render_parts
+from .timbre import apply_eq
+
+SPEC_VERSION = 1
+DRY_LOUDNESS_LUFS = -30.0  # every dry stem is matched to this before the part gains
+MAX_SOURCE_TRIES = 200
+
+
+# --- sampling -----------------------------------------------------------------------------
+
+
+def plan(preset: dict) -> list[tuple[str, int, int]]:
+    """(split, index in split, room group) for every track, in corpus order."""
+    per_room = preset["tracks"]["per_room"]
+    out = []
+    for split in SPLITS:
+        for i in range(preset["tracks"][split]):
+            out.append((split, i, i // per_room))
+    return out
+
+
+def track_id(preset: dict, split: str, index: int) -> str:
+    return f"{preset['name']}-{split}-{index:05d}"
+
+
+def ensemble_for_group(preset: dict, seed: int, split: str, group: int) -> tuple[str | dict, list[str]]:
+    """The layout preset (name or inline table) and its instruments for a room group."""
+    from .layout import load_layout
+
+    rng = spec.child_rng(seed, "ensemble", split, group)
+    layout = spec.draw(preset["ensemble"]["layout"], rng, "[ensemble] layout")
+    loaded = load_layout(layout)
+    names = [instruments.get(n).name for n in loaded["instruments"]]
+    return layout, names
+
+
+def scene_for_group(preset: dict, seed: int, split: str, group: int, layout, names: list[str]):
+    """The room, seating and microphones shared by the tracks of one room group."""
+    from .room import sample_scene
+
+    room = preset["room"]
+    if not room.get("enabled", True):
+        return None, {"room": "none", "mics": "none"}
+    rng = spec.child_rng(seed, "scene", split, group)
+    room_choice = spec.draw(room["room"], rng, "[room] room")
+    mics_choice = spec.draw(room["mics"], rng, "[room] mics")
+    scene = sample_scene(room_choice, layout, mics_choice, names, rng)
+    return scene, {"room": _preset_label(room_choice), "mics": _preset_label(mics_choice)}
+
+
+def _preset_label(choice) -> str:
+    return choice if isinstance(choice, str) else str(choice.get("name", "custom"))
+
+
+def assign_voices(piece: Piece, names: list[str], policy: str) -> list[int] | None:
+    """Which voice of the piece each instrument plays, or None when the piece does not fit.
+
+    ``skip``: the piece must have exactly as many voices as the ensemble has parts.
+    ``fit``: with fewer parts, keep the outer voices and the highest inner ones; with more
+    parts, the extra instruments double voices from the bottom up (octave-shifted later).
+    """
+    n_voices, n_parts = len(piece.voices), len(names)
+    if n_voices == n_parts:
+        return list(range(n_parts))
+    if policy == "skip" or n_voices == 0:
+        return None
+    if n_parts < n_voices:
+        if n_parts == 1:
+            return [0]
+        return sorted([*range(n_parts - 1), n_voices - 1])
+    # More parts than voices: spread the voices over the parts, high to low.
+    return [min(n_voices - 1, int(i * n_voices / n_parts)) for i in range(n_parts)]
+
+
+def octave_to_fit(pitches: np.ndarray, instrument: str, transpose: int = 0) -> int:
+    """The octave shift that puts most of a voice inside the instrument's range."""
+    inst = instruments.get(instrument)
+    best, best_out = 0, None
+    for octave in (0, -1, 1, -2, 2):
+        shifted = pitches + 12 * octave + transpose
+        outside = int(np.count_nonzero((shifted < inst.low) | (shifted > inst.high)))
+        if best_out is None or outside < best_out:
+            best, best_out = octave, outside
+    return best
+
+
+def load_piece(source: dict) -> Piece:
+    if source["kind"] == "music21":
+        return load_music21_bach(source["id"].split("/", 1)[1])
+    return load_midi_piece(source["id"])
+
+
+def _choose_piece(repertoire: Repertoire, names: list[str], policy: str, rng: np.random.Generator):
+    for _ in range(MAX_SOURCE_TRIES):
+        pid = repertoire.ids[int(rng.integers(len(repertoire.ids)))]
+        piece = repertoire.load(pid)
+        if repertoire.melody_exclusion(piece):
+            continue
+        voices = assign_voices(piece, names, policy)
+        if voices is not None:
+            return piece, voices
+    raise UserError(
+        f"repertoire '{repertoire.source}': no piece fits a {len(names)}-part ensemble "
+        f"({', '.join(names)}) with part_policy '{policy}' after {MAX_SOURCE_TRIES} draws"
+    )
+
+
+def _draw_transpose(preset_value, piece: Piece, voices: list[int], names: list[str], octaves: list[int], rng) -> int:
+    """A transposition drawn from the preset, kept only if it adds no out-of-range notes."""
+    wanted = int(round(spec.draw(preset_value, rng, "[performance] transpose")))
+
+    def outside(t: int) -> int:
+        total = 0
+        for v, name, octave in zip(voices, names, octaves):
+            inst = instruments.get(name)
+            p = piece.voices[v][:, PITCH] + 12 * octave + t
+            total += int(np.count_nonzero((p < inst.low) | (p > inst.high)))
+        return total
+
+    return wanted if outside(wanted) <= outside(0) else 0
+
+
+def sample_track(
+    preset: str | dict,
+    split: str,
+    index: int,
+    seed: int,
+    repertoire: Repertoire | None = None,
+    augmentations=(),
+    scene=None,
+) -> dict:
+    """Draw every random choice of one track; returns the JSON-safe track spec.
+
+    ``scene``: the (scene, labels) pair of the track's room group, when the caller has
+    sampled it already (tracks of one group share it).
+    """
+    preset = resolve_preset(preset) if not isinstance(preset, dict) or "_source" not in preset else preset
+    augmentations = augment_mod.check(augmentations)
+    rep_cfg = preset["repertoire"]
+    repertoire = repertoire or Repertoire(rep_cfg["source"], rep_cfg["exclude"], rep_cfg["exclude_melodies"])
+    group = index // preset["tracks"]["per_room"]
+    layout, names = ensemble_for_group(preset, seed, split, group)
+    if scene is None:
+        scene = scene_for_group(preset, seed, split, group, layout, names)
+    scene, scene_labels = scene
+
+    rng = spec.child_rng(seed, "track", split, index)
+    rng_source, rng_perf, rng_timbre, rng_mix, rng_aug = rng.spawn(5)
+
+    piece, voices = _choose_piece(repertoire, names, rep_cfg["part_policy"], rng_source)
+    perf_cfg = preset["performance"]
+    tempo = piece.tempo_bpm if piece.tempo_bpm is not None else spec.draw(perf_cfg["tempo_bpm"], rng_perf, "tempo_bpm")
+    tempo = float(tempo) * float(spec.draw(perf_cfg["tempo_factor"], rng_perf, "tempo_factor"))
+    total_beats = piece.beats
+    excerpt_seconds = float(rep_cfg["excerpt_seconds"])
+    if excerpt_seconds > 0:
+        length = max(1.0, round(excerpt_seconds * tempo / 60.0))
+        last_start = max(0.0, np.floor(total_beats - length))
+        start = float(rng_source.integers(0, int(last_start) + 1))
+        window = [start, min(total_beats, start + length)]
+    else:
+        window = [0.0, total_beats]
+    span = window[1] - window[0]
+    octaves = [octave_to_fit(piece.voices[v][:, PITCH], name) for v, name in zip(voices, names)]
+    transpose = _draw_transpose(perf_cfg["transpose"], piece, voices, names, octaves, rng_perf)
+    rubato = float(spec.draw(perf_cfg["rubato"], rng_perf, "rubato"))
+    dynamics = float(spec.draw(perf_cfg["dynamics_db"], rng_perf, "dynamics_db"))
+    performance = {
+        "tempo_bpm": tempo,
+        "window": window,
+        "transpose": transpose,
+        "fermata_beats": float(spec.draw(perf_cfg["fermata_beats"], rng_perf, "fermata_beats")),
+        "rubato_knots": [float(x) for x in rng_perf.normal(0, rubato, int(span / RUBATO_KNOT_BEATS) + 3)] if rubato > 0 else [],
+        "dynamics_knots_db": [float(x) for x in rng_perf.normal(0, dynamics, int(span / DYNAMICS_KNOT_BEATS) + 3)] if dynamics > 0 else [],
+        "seed": int(rng_perf.integers(0, 2**31 - 1)),
+    }
+
+    timbre_cfg, mix_cfg = preset["timbre"], preset["mix"]
+    parts = []
+    for i, (name, voice, octave) in enumerate(zip(names, voices, octaves), 1):
+        inst = instruments.get(name)
+        font = resolve_soundfont(spec.draw(timbre_cfg["soundfont"], rng_timbre, "soundfont"))
+        parts.append(
+            {
+                "name": part_name(i, name),
+                "instrument": name,
+                "voice": voice,
+                "octave": octave,
+                "soundfont": font.name,
+                "soundfont_file": font.path.name,
+                "program": inst.program,
+                "detune_cents": float(spec.draw(timbre_cfg["detune_cents"], rng_timbre, "detune_cents")),
+                "eq_low_db": float(spec.draw(timbre_cfg["eq_low_db"], rng_timbre, "eq_low_db")),
+                "eq_high_db": float(spec.draw(timbre_cfg["eq_high_db"], rng_timbre, "eq_high_db")),
+                "onset_jitter_ms": float(spec.draw(perf_cfg["onset_jitter_ms"], rng_perf, "onset_jitter_ms")),
+                "level_db": float(spec.draw(perf_cfg["level_db"], rng_perf, "level_db")),
+                "articulation": float(spec.draw(perf_cfg["articulation"], rng_perf, "articulation")),
+                "gain_db": float(spec.draw(mix_cfg["gain_db"], rng_mix, "gain_db")),
+            }
+        )
+    context = {"instruments": names, "sample_rate": preset["sample_rate"], "split": split}
+    aug_records = [
+        {"name": a.name, "stage": a.stage, "class": augment_mod.reference(a), "params": a.sample(rng_aug, context)}
+        for a in augmentations
+    ]
+    source_kind = "music21" if repertoire.source == MUSIC21_BACH else "midi"
+    return {
+        "spec_version": SPEC_VERSION,
+        "track_id": track_id(preset, split, index),
+        "split": split,
+        "index": index,
+        "room_group": group,
+        "corpus": preset["name"],
+        "root_seed": int(seed),
+        "sample_rate": preset["sample_rate"],
+        "source": {"kind": source_kind, "id": piece.id, "title": piece.title},
+        "ensemble": layout if isinstance(layout, str) else layout.get("name", "custom"),
+        "performance": performance,
+        "parts": parts,
+        "room": scene_labels,
+        "scene": scene.to_dict() if scene is not None else None,
+        "mix": {
+            "loudness_lufs": float(spec.draw(mix_cfg["loudness_lufs"], rng_mix, "loudness_lufs")),
+            "peak_ceiling": float(mix_cfg["peak_ceiling"]),
+        },
+        "augmentations": aug_records,
+    }
+
+
+# --- rendering ----------------------------------------------------------------------------
+
+
+class RenderedTrack:
+    """A rendered track: images (the targets), mixture, dry stems and performed notes."""
+
+    def __init__(self, spec_dict, images, dry, notes, report):
+        self.spec = spec_dict
+        self.images = images  # (n_parts, channels, n) float32
+        self.dry = dry  # (n_parts, n_dry) float32
+        self.notes = notes  # list of (n, 4) arrays, seconds
+        self.report = report  # what rendering measured and decided (gains, loudness)
+
+    @property
+    def mix(self) -> np.ndarray:
+        return self.images.sum(axis=0, dtype=np.float32)
+
+    @property
+    def part_names(self) -> list[str]:
+        return [p["name"] for p in self.spec["parts"]]
+
+    def metadata(self) -> dict:
+        return {**self.spec, "rendered": self.report}
+
+
+def _loudness(meter, audio: np.ndarray) -> float:
+    """Integrated loudness of (n,) or (channels, n) audio; -inf when silent."""
+    data = audio.T if audio.ndim == 2 else audio
+    if len(data) < meter.rate:  # pyloudnorm needs at least one 400 ms block; pad short clips
+        pad = [(0, meter.rate - len(data))] + ([(0, 0)] if data.ndim == 2 else [])
+        data = np.pad(data, pad)
+    with np.errstate(divide="ignore"):
+        return float(meter.integrated_loudness(data.astype(np.float64)))
+
+
+def render_track(track: dict, cache=None, augmentations=()) -> RenderedTrack:
+    """Render a track spec (as ``sample_track`` returns it, or a ``metadata.json``)."""
+    import pyloudnorm
+
+    from .room import Scene
+
+    sr = int(track["sample_rate"])
+    records = track.get("augmentations", [])
+    augs = augment_mod.resolve(records, list(augmentations))
+    piece = load_piece(track["source"])
+    notes = perform(piece, track["parts"], track["performance"])
+    for record in records:
+        if record["stage"] == "score":
+            notes = augs[record["name"]].apply(notes, record["params"], sr)
+    parts = [Part(p["name"], p["instrument"], n) for p, n in zip(track["parts"], notes)]
+    empty = [p.name for p in parts if len(p.notes) == 0]
+    if empty:
+        raise UserError(f"track {track['track_id']}: no notes for {', '.join(empty)} in the excerpt")
+    voices = [PartVoice(resolve_soundfont(p["soundfont"]), p["program"], 0, p["detune_cents"]) for p in track["parts"]]
+    dry = render_parts(parts, voices, sr)
+    meter = pyloudnorm.Meter(sr)
+    report = {"dry_gain_db": [], "normalisation_gain_db": 0.0}
+    for i, p in enumerate(track["parts"]):
+        dry[i] = apply_eq(dry[i], sr, p["eq_low_db"], p["eq_high_db"])
+        loud = _loudness(meter, dry[i])
+        if not np.isfinite(loud):
+            raise UserError(f"track {track['track_id']}: part {p['name']} rendered silent with {p['soundfont']}")
+        gain_db = DRY_LOUDNESS_LUFS - loud + p["gain_db"]
+        dry[i] *= np.float32(10 ** (gain_db / 20))
+        report["dry_gain_db"].append(round(gain_db, 6))
+    for record in records:
+        if record["stage"] == "dry":
+            dry = augs[record["name"]].apply(dry, record["params"], sr)
+    if track.get("scene") is not None:
+        from .mix import spatialize
+
+        images = spatialize(dry, Scene.from_dict(track["scene"]), sr, cache)
+    else:
+        images = dry[:, None, :].copy()
+    for record in records:
+        if record["stage"] == "image":
+            images = augs[record["name"]].apply(images, record["params"], sr)
+    images = np.ascontiguousarray(images, dtype=np.float32)
+    mix = images.sum(axis=0, dtype=np.float32)
+    loud = _loudness(meter, mix)
+    gain_db = track["mix"]["loudness_lufs"] - loud
+    peak = float(np.abs(mix).max()) * 10 ** (gain_db / 20)
+    if peak > track["mix"]["peak_ceiling"]:
+        gain_db += 20 * np.log10(track["mix"]["peak_ceiling"] / peak)
+    images *= np.float32(10 ** (gain_db / 20))
+    report["normalisation_gain_db"] = round(float(gain_db), 6)
+    report["loudness_lufs"] = round(_loudness(meter, images.sum(axis=0, dtype=np.float32)), 3)
+    report["samples"] = int(images.shape[-1])
+    report["duration"] = images.shape[-1] / sr
+    report["channels"] = int(images.shape[1])
+    report["notes"] = [int(len(n)) for n in notes]
+    rendered = RenderedTrack(track, images, dry, notes, report)
+    check_track(rendered)
+    return rendered
+
+
+def check_track(rendered: RenderedTrack) -> None:
+    """Reject a track with NaN, a silent part that has notes, or a clipping mixture."""
+    tid = rendered.spec["track_id"]
+    if not np.all(np.isfinite(rendered.images)):
+        raise UserError(f"track {tid}: rendered audio contains NaN or infinity")
+    for name, image, notes in zip(rendered.part_names, rendered.images, rendered.notes):
+        if len(notes) and not np.any(image):
+            raise UserError(f"track {tid}: part {name} is silent although it has {len(notes)} notes")
+    peak = float(np.abs(rendered.mix).max())
+    if peak >= 1.0:
+        raise UserError(f"track {tid}: mixture clips (peak {peak:.3f})")
