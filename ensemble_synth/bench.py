@@ -1,0 +1,240 @@
+"""The synth-vs-real benchmark: what each part of the synthesis buys on real recordings.
+
+For the ensemble of a real data set, one training corpus per variant (``dry`` baseline,
+``room``, ``timbre``, ``performance``, ``full``) is generated from Bach chorales with the
+real pieces excluded (by catalogue number and by melody), the same ConvTasNet is trained
+on each for the same number of steps, and each model is scored on its own synthetic
+validation split and on the real recordings.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .errors import UserError
+
+VARIANTS = ("dry", "room", "timbre", "performance", "full")
+BASE_PRESET = "bach10_like"
+MONO_MICS = ["mono", "decca_tree_spots_mono"]
+DRY_SOUNDFONT = "fluidr3_gm"
+
+
+@dataclass(frozen=True)
+class Budget:
+    name: str
+    sample_rate: int
+    train: int
+    valid: int
+    per_room: int
+    excerpt_seconds: float
+    model: str
+    epochs: int
+    steps_per_epoch: int
+    valid_items: int
+    description: str
+
+
+BUDGETS = {
+    "smoke": Budget("smoke", 16000, 6, 2, 2, 4.0, "tiny", 2, 8, 4,
+                    "plumbing check: minutes on 2 CPU cores; the numbers mean nothing"),
+    "small": Budget("small", 16000, 120, 12, 4, 12.0, "small", 6, 150, 16,
+                    "about an hour on 2 CPU cores"),
+    "full": Budget("full", 44100, 2000, 100, 4, 15.0, "convtasnet_study", 100, 500, 64,
+                   "the study's model at 44.1 kHz: for a GPU"),
+}
+
+NO_PERFORMANCE = {
+    "tempo_bpm": 72.0, "tempo_factor": 1.0, "rubato": 0.0, "fermata_beats": 0.0, "onset_jitter_ms": 0.0,
+    "level_db": 0.0, "dynamics_db": 0.0, "articulation": 1.0, "transpose": 0,
+}
+NO_TIMBRE = {"soundfont": DRY_SOUNDFONT, "detune_cents": 0.0, "eq_low_db": 0.0, "eq_high_db": 0.0}
+
+
+def variant_preset(base: dict, variant: str, budget: Budget, layout: str, exclude_melodies: list[str]) -> dict:
+    """The corpus preset of one variant: the base preset with parts of the synthesis switched off."""
+    if variant not in VARIANTS:
+        raise UserError(f"unknown variant '{variant}' (known: {', '.join(VARIANTS)})")
+    preset = copy.deepcopy({k: v for k, v in base.items() if not k.startswith("_")})
+    preset["name"] = f"bench_{variant}"
+    preset["description"] = f"synth-vs-real benchmark, variant {variant}, budget {budget.name}"
+    preset["sample_rate"] = budget.sample_rate
+    preset["tracks"] = {"train": budget.train, "valid": budget.valid, "test": 0, "per_room": budget.per_room}
+    preset["repertoire"]["excerpt_seconds"] = budget.excerpt_seconds
+    preset["repertoire"]["exclude_melodies"] = list(exclude_melodies)
+    preset["ensemble"] = {"layout": layout}
+    preset["room"]["mics"] = MONO_MICS  # the real mixtures are mono
+    with_room = variant in ("room", "full")
+    with_timbre = variant in ("timbre", "full")
+    with_performance = variant in ("performance", "full")
+    if not with_room:
+        preset["room"] = {"enabled": False, "room": "chamber_hall", "mics": "mono"}
+    if not with_timbre:
+        preset["timbre"] = dict(NO_TIMBRE)
+    if not with_performance:
+        preset["performance"] = dict(NO_PERFORMANCE)
+    if variant == "dry":
+        preset["mix"]["gain_db"] = 0.0
+    preset["_source"] = f"<bench variant {variant}>"
+    return preset
+
+
+def ensemble_layout(instruments: list[str]) -> str:
+    """The ensemble preset whose instruments are the real set's, in order."""
+    from .layout import load_layout
+    from .presets import list_presets
+
+    for name in list_presets("ensembles"):
+        if list(load_layout(name)["instruments"]) == list(instruments):
+            return name
+    raise UserError(f"no ensemble preset seats {', '.join(instruments)}; add one to presets/ensembles/")
+
+
+def real_scores(real: str) -> list[str]:
+    """The score files of a real data set, whose tunes the training corpora must avoid."""
+    kind, _, path = real.partition(":")
+    root = Path(path)
+    patterns = {"bach10": "*/*.mid", "urmp": "**/Sco_*.mid", "folder": "**/*.mid"}
+    return sorted(str(p) for p in root.glob(patterns.get(kind, "**/*.mid")))
+
+
+def _score_variant(variant, preset, budget, real_tracks, out_dir, seed, jobs, causal, progress, log):
+    from .datasets import load_dataset
+    from .generate import generate
+    from .model_eval import evaluate_model, summarise
+    from .separation import load_separator, train
+
+    corpus = out_dir / "corpora" / variant
+    run_dir = out_dir / "runs" / variant
+    t0 = time.perf_counter()
+    summary = generate(preset, corpus, seed=seed, jobs=jobs, progress=progress)
+    log(f"[{variant}] corpus: {summary.line()}")
+    t1 = time.perf_counter()
+    model_path = run_dir / "model.pt"
+    if not (run_dir / "done").exists():
+        overrides = {"epochs": budget.epochs, "steps_per_epoch": budget.steps_per_epoch, "valid_items": budget.valid_items}
+        if causal:
+            overrides.update({"causal": True, "norm": "cLN"})
+        model_path = train(corpus, run_dir, model=budget.model, seed=seed, progress=progress,
+                           resume=(run_dir / "last.pt").exists(), **overrides)
+        (run_dir / "done").write_text("trained\n")
+    t2 = time.perf_counter()
+    separator = load_separator(model_path)
+    synthetic_tracks = load_dataset(f"folder:{corpus / 'valid'}")
+    synthetic = evaluate_model(separator, synthetic_tracks, metrics=("SDR",))
+    real = evaluate_model(separator, real_tracks, metrics=("SDR",))
+    t3 = time.perf_counter()
+    (out_dir / "scores").mkdir(parents=True, exist_ok=True)
+    (out_dir / "scores" / f"{variant}.json").write_text(json.dumps({"synthetic": synthetic, "real": real}))
+    syn, rea = summarise(synthetic), summarise(real)
+    log(f"[{variant}] synthetic SDR {syn['mean']:.2f} dB, real SDR {rea['mean']:.2f} dB")
+    return {
+        "variant": variant,
+        "synthetic": syn,
+        "real": rea,
+        "gap": (syn["mean"] - rea["mean"]) if syn["mean"] is not None and rea["mean"] is not None else None,
+        "corpus": {"path": str(corpus), "tracks": summary.tracks},
+        "seconds": {"generate": round(t1 - t0, 1), "train": round(t2 - t1, 1), "evaluate": round(t3 - t2, 1)},
+    }
+
+
+def run_bench(real: list[str], out_dir, budget: str = "smoke", causal: bool = False, seed: int = 0,
+              variants=VARIANTS, jobs: int = 1, progress: bool = True, log=print) -> dict:
+    """Run the benchmark; writes results.json, results.md and gap.png into ``out_dir``."""
+    from .corpus_preset import resolve_preset
+    from .datasets import load_dataset
+    from .versions import versions
+
+    if budget not in BUDGETS:
+        raise UserError(f"unknown budget '{budget}' (known: {', '.join(BUDGETS)})")
+    plan = BUDGETS[budget]
+    if not real:
+        raise UserError("give at least one real data set: --real bach10:PATH")
+    real_tracks = []
+    for spec in real:
+        real_tracks += load_dataset(spec)
+    ensembles = {tuple(t.instruments) for t in real_tracks}
+    if len(ensembles) != 1:
+        raise UserError(f"the real sets mix ensembles ({'; '.join(', '.join(e) for e in sorted(ensembles))}); "
+                        "run one benchmark per ensemble")
+    instruments = list(next(iter(ensembles)))
+    layout = ensemble_layout(instruments)
+    melodies = [s for spec in real for s in real_scores(spec)]
+    base = resolve_preset(BASE_PRESET)
+    if layout != "bach10":
+        base["repertoire"]["part_policy"] = "fit"
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    rows = []
+    for variant in variants:
+        preset = variant_preset(base, variant, plan, layout, melodies)
+        rows.append(_score_variant(variant, preset, plan, real_tracks, out_dir, seed, jobs, causal, progress, log))
+    results = {
+        "budget": asdict(plan),
+        "causal": causal,
+        "seed": seed,
+        "real": real,
+        "real_tracks": [t.name for t in real_tracks],
+        "ensemble": {"layout": layout, "instruments": instruments},
+        "excluded": {"names": base["repertoire"]["exclude"], "melodies_of": melodies},
+        "training": f"same steps for every variant: {plan.epochs} epochs x {plan.steps_per_epoch} steps, model preset '{plan.model}'",
+        "evaluation": "SDR (BSSEval v4 images, museval-compatible), median over 1 s frames per part, mean over tracks, then over instruments; real pieces whole",
+        "variants": rows,
+        "wall_seconds": round(time.perf_counter() - started, 1),
+        "versions": versions(),
+    }
+    (out_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out_dir / "results.md").write_text(results_markdown(results))
+    plot_gap(results, out_dir / "gap.png")
+    return results
+
+
+def _fmt(x) -> str:
+    return "n/a" if x is None else f"{x:.2f}"
+
+
+def results_markdown(results: dict) -> str:
+    instruments = results["ensemble"]["instruments"]
+    lines = [
+        f"# Synth-vs-real benchmark ({results['budget']['name']} budget{', causal' if results['causal'] else ''})",
+        "",
+        f"Real set: {', '.join(results['real'])} ({len(results['real_tracks'])} tracks). {results['training']}. "
+        f"{results['evaluation']}.",
+        "",
+        "| variant | synthetic SDR | real SDR | gap | " + " | ".join(f"real {i}" for i in instruments) + " |",
+        "|---|---:|---:|---:|" + "---:|" * len(instruments),
+    ]
+    for row in results["variants"]:
+        per = [_fmt(row["real"]["instruments"].get(i, {}).get("mean")) for i in instruments]
+        lines.append(f"| {row['variant']} | {_fmt(row['synthetic']['mean'])} | {_fmt(row['real']['mean'])} | "
+                     f"{_fmt(row['gap'])} | " + " | ".join(per) + " |")
+    lines += ["", f"Wall time {results['wall_seconds']:.0f} s. SDR in dB.", ""]
+    return "\n".join(lines)
+
+
+def plot_gap(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = results["variants"]
+    names = [r["variant"] for r in rows]
+    syn = [r["synthetic"]["mean"] if r["synthetic"]["mean"] is not None else float("nan") for r in rows]
+    rea = [r["real"]["mean"] if r["real"]["mean"] is not None else float("nan") for r in rows]
+    x = range(len(rows))
+    fig, ax = plt.subplots(figsize=(1.4 * len(rows) + 2, 3.6))
+    ax.bar([i - 0.2 for i in x], syn, width=0.4, label="synthetic validation")
+    ax.bar([i + 0.2 for i in x], rea, width=0.4, label="real recordings")
+    ax.axhline(0, color="black", linewidth=0.6)
+    ax.set_xticks(list(x), names)
+    ax.set_ylabel("mean SDR (dB)")
+    ax.set_title(f"Synth vs real, {results['budget']['name']} budget")
+    ax.legend(frameon=False)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
