@@ -1,0 +1,80 @@
+"""The synth-vs-real benchmark, smoke budget, end to end on the development recordings."""
+
+import json
+import os
+
+import pytest
+
+from ensemble_synth.bench import VARIANTS
+from ensemble_synth.cli import main
+from ensemble_synth.repertoire import load_midi_piece, load_music21_bach, same_melody
+
+from helpers import BACH10
+
+BACH10_EXCLUDED = {"bwv255", "bwv48.3", "bwv256", "bwv274", "bwv62.6", "bwv275", "bwv296", "bwv297",
+                   "bwv326", "bwv327", "bwv364", "bwv385"}
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    old = os.environ.get("ENSEMBLE_SYNTH_CACHE")
+    os.environ["ENSEMBLE_SYNTH_CACHE"] = str(out / "cache")
+    try:
+        status = main(["bench", "--real", f"bach10:{BACH10}", "--budget", "smoke", "-o", str(out / "run"), "--jobs", "1"])
+    finally:
+        if old is None:
+            os.environ.pop("ENSEMBLE_SYNTH_CACHE")
+        else:
+            os.environ["ENSEMBLE_SYNTH_CACHE"] = old
+    assert status == 0
+    return out / "run"
+
+
+def test_every_variant_is_trained_and_scored(smoke):
+    results = json.loads((smoke / "results.json").read_text())
+    assert [row["variant"] for row in results["variants"]] == list(VARIANTS)
+    assert results["budget"]["name"] == "smoke" and results["seed"] == 0
+    assert results["ensemble"]["instruments"] == ["violin", "clarinet", "tenor_saxophone", "bassoon"]
+    for row in results["variants"]:
+        assert (smoke / "runs" / row["variant"] / "model.pt").is_file()
+        for side in ("synthetic", "real"):
+            assert isinstance(row[side]["mean"], float)
+            assert set(row[side]["instruments"]) == {"violin", "clarinet", "tenor_saxophone", "bassoon"}
+        assert row["real"]["instruments"]["violin"]["tracks"] == 3
+        assert row["gap"] == pytest.approx(row["synthetic"]["mean"] - row["real"]["mean"])
+
+
+def test_table_and_plot_are_written(smoke):
+    table = (smoke / "results.md").read_text().splitlines()
+    rows = [line for line in table if line.startswith("| ") and not line.startswith("| variant")]
+    assert [r.split("|")[1].strip() for r in rows] == list(VARIANTS)
+    assert all(len(r.split("|")) == len(table[4].split("|")) for r in rows)
+    assert (smoke / "gap.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_real_pieces_are_absent_from_every_training_corpus(smoke):
+    real_melodies = [load_midi_piece(str(p)).soprano() for p in sorted(BACH10.glob("*/*.mid"))]
+    assert len(real_melodies) == 3
+    for variant in VARIANTS:
+        metas = sorted((smoke / "corpora" / variant).glob("*/*/metadata.json"))
+        assert metas
+        for path in metas:
+            meta = json.loads(path.read_text())
+            piece_id = meta["source"]["id"].split("/", 1)[1]
+            assert piece_id not in BACH10_EXCLUDED
+            soprano = load_music21_bach(piece_id).soprano()
+            assert not any(same_melody(soprano, melody) for melody in real_melodies), path
+
+
+def test_dry_variant_has_no_room_and_one_soundfont(smoke):
+    for path in (smoke / "corpora" / "dry").glob("*/*/metadata.json"):
+        meta = json.loads(path.read_text())
+        assert meta["scene"] is None
+        assert {p["soundfont"] for p in meta["parts"]} == {"fluidr3_gm"}
+        assert all(p["onset_jitter_ms"] == 0 for p in meta["parts"])
+
+
+def test_unknown_budget_and_missing_real_set(tmp_path, capsys):
+    assert main(["bench", "--real", f"bach10:{tmp_path / 'nope'}", "-o", str(tmp_path / "o")]) == 2
+    assert "nope" in capsys.readouterr().err
