@@ -104,7 +104,7 @@ def real_scores(real: str) -> list[str]:
 def _score_variant(variant, preset, budget, real_tracks, out_dir, seed, jobs, causal, progress, log):
     from .datasets import load_dataset
     from .generate import generate
-    from .model_eval import evaluate_model, summarise
+    from .model_eval import evaluate_model, mean_sdr
     from .separation import load_separator, train
 
     corpus = out_dir / "corpora" / variant
@@ -128,8 +128,9 @@ def _score_variant(variant, preset, budget, real_tracks, out_dir, seed, jobs, ca
     real = evaluate_model(separator, real_tracks, metrics=("SDR",))
     t3 = time.perf_counter()
     (out_dir / "scores").mkdir(parents=True, exist_ok=True)
-    (out_dir / "scores" / f"{variant}.json").write_text(json.dumps({"synthetic": synthetic, "real": real}))
-    syn, rea = summarise(synthetic), summarise(real)
+    scores = {"synthetic": [r.to_json() for r in synthetic], "real": [r.to_json() for r in real]}
+    (out_dir / "scores" / f"{variant}.json").write_text(json.dumps(scores))
+    syn, rea = mean_sdr(synthetic), mean_sdr(real)
     log(f"[{variant}] synthetic SDR {syn['mean']:.2f} dB, real SDR {rea['mean']:.2f} dB")
     return {
         "variant": variant,
