@@ -79,6 +79,7 @@ def atomic_directory(out_dir: str | os.PathLike, overwrite: bool = False):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    os.chmod(tmp, 0o755)  # mkdtemp makes it private
     if out_dir.exists():
         shutil.rmtree(out_dir)
     os.replace(tmp, out_dir)

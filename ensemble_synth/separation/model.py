@@ -59,7 +59,8 @@ def make_norm(kind: str, channels: int) -> nn.Module:
 class TemporalBlock(nn.Module):
     """1x1 conv -> PReLU -> norm -> dilated depthwise conv -> PReLU -> norm -> residual & skip."""
 
-    def __init__(self, B: int, H: int, P: int, dilation: int, skip: int, norm: str, causal: bool):
+    def __init__(self, B: int, H: int, P: int, dilation: int, skip: int, norm: str, causal: bool,
+                 residual: bool = True):
         super().__init__()
         self.causal = causal
         self.pad = (P - 1) * dilation
@@ -70,14 +71,17 @@ class TemporalBlock(nn.Module):
                                    padding=0 if causal else self.pad // 2)
         self.act2 = nn.PReLU()
         self.norm2 = make_norm(norm, H)
-        self.residual = nn.Conv1d(H, B, 1)
+        # The last block's residual output would never be used, so it has none.
+        self.residual = nn.Conv1d(H, B, 1) if residual else None
         self.skip = nn.Conv1d(H, skip, 1)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
         y = self.norm1(self.act1(self.expand(x)))
         if self.causal:
             y = F.pad(y, (self.pad, 0))
         y = self.norm2(self.act2(self.depthwise(y)))
+        if self.residual is None:
+            return None, self.skip(y)
         return x + self.residual(y), self.skip(y)
 
 
@@ -99,7 +103,8 @@ class ConvTasNet(nn.Module):
         self.in_norm = make_norm(norm, N)
         self.bottleneck = nn.Conv1d(N, B, 1)
         self.blocks = nn.ModuleList(
-            TemporalBlock(B, H, P, 2 ** x, skip, norm, causal) for _ in range(R) for x in range(X))
+            TemporalBlock(B, H, P, 2 ** x, skip, norm, causal, residual=(r, x) != (R - 1, X - 1))
+            for r in range(R) for x in range(X))
         self.out_act = nn.PReLU()
         self.mask_conv = nn.Conv1d(skip, sources * N, 1)
         self.decoder = nn.ConvTranspose1d(N, channels, L, stride=self.stride, bias=False)
@@ -119,10 +124,10 @@ class ConvTasNet(nn.Module):
         x = F.pad(mixture, (0, padded - length))
         w = F.relu(self.encoder(x))  # (batch, N, frames)
         y = self.bottleneck(self.in_norm(w))
-        skip_sum = torch.zeros((), device=y.device, dtype=y.dtype)
+        skip_sum = None
         for block in self.blocks:
             y, skip = block(y)
-            skip_sum = skip_sum + skip
+            skip_sum = skip if skip_sum is None else skip_sum + skip
         logits = self.mask_conv(self.out_act(skip_sum)).view(batch, self.sources, self.N, -1)
         masked = self._mask(logits) * w.unsqueeze(1)
         out = self.decoder(masked.reshape(batch * self.sources, self.N, -1))

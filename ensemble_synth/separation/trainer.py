@@ -82,8 +82,8 @@ def _prepare_run_dir(run_dir: Path, resume: bool) -> dict | None:
         if not last.is_file():
             raise UserError(f"{run_dir}: nothing to resume (no last.pt)")
         return read_checkpoint(last)
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise UserError(f"{run_dir}: run directory exists and is not empty (use --resume to continue it, "
+    if (run_dir / "model.pt").exists() or last.exists():
+        raise UserError(f"{run_dir}: run directory already holds a trained model (use --resume to continue it, "
                         "or choose another directory)")
     run_dir.mkdir(parents=True, exist_ok=True)
     return None
@@ -170,6 +170,8 @@ def train(corpus_dir, run_dir, model="small", target: str | None = None, max_min
     log = (lambda msg: tqdm.write(msg, file=sys.stderr)) if progress else (lambda msg: None)
     log(f"training {config['name']} ({count_parameters(net) / 1e6:.2f} M parameters) on {torch_device}: "
         f"{len(train_tracks)} train / {len(valid_tracks)} valid tracks, outputs {', '.join(layout.output_names)}")
+    if valid_tracks is train_tracks:
+        log("no 'valid' split in the corpus: validating on fixed segments of the training tracks")
 
     while epoch < training["epochs"] and not stop_reason:
         epoch_start = time.monotonic()

@@ -1,0 +1,126 @@
+"""Separating recordings of any length with a trained model: resample, chunk, overlap-add.
+
+The model runs on one chunk at a time, so its memory is bounded by the chunk length, not
+by the file's. Neighbouring chunks overlap by at least twice the model's receptive field and
+are cross-faded, so away from the file's ends every output sample has full context.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import UserError
+from .checkpoint import model_from_checkpoint, read_checkpoint
+from .data import resample
+from .device import resolve_device
+
+DEFAULT_CHUNK_SECONDS = 10.0
+MIN_OVERLAP_SECONDS = 0.5
+
+
+def chunk_starts(length: int, chunk: int, overlap: int) -> list[int]:
+    """Chunk start positions covering ``length`` samples; the last chunk ends at the end."""
+    if length <= chunk:
+        return [0]
+    hop = chunk - overlap
+    starts = list(range(0, length - chunk, hop))
+    starts.append(length - chunk)
+    return starts
+
+
+def _fade_weights(chunk: int, overlap: int, first: bool, last: bool) -> np.ndarray:
+    weights = np.ones(chunk, dtype=np.float32)
+    ramp = (np.arange(overlap, dtype=np.float32) + 0.5) / overlap
+    if not first:
+        weights[:overlap] = ramp
+    if not last:
+        weights[chunk - overlap:] = ramp[::-1]
+    return weights
+
+
+class Separator:
+    """A trained model ready to separate: ``separate(mixture, rate) -> {output name: audio}``."""
+
+    def __init__(self, model: torch.nn.Module, config: dict, layout: dict, device: torch.device):
+        self.model = model.to(device).eval()
+        self.config = config
+        self.device = device
+        self.sample_rate: int = int(config["model"]["sample_rate"])
+        self.channels: int = int(config["model"]["channels"]) or 1
+        self.output_names: list[str] = list(layout["output_names"])
+        self.instruments: list[str] = list(layout["instruments"])
+        self.target: str | None = layout.get("target")
+        self.causal: bool = bool(config["model"]["causal"])
+
+    @property
+    def receptive_field_samples(self) -> int:
+        return self.model.receptive_field * self.model.stride + self.model.L
+
+    def _run(self, audio: np.ndarray) -> np.ndarray:
+        """Model pass on ``(batch, channels, samples)`` -> ``(batch, sources, channels, samples)``."""
+        with torch.inference_mode():
+            x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)).to(self.device)
+            return self.model(x).float().cpu().numpy()
+
+    def separate_at_model_rate(self, audio: np.ndarray, chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
+                               overlap_seconds: float | None = None) -> np.ndarray:
+        """``(batch, channels, n)`` at the model's rate -> ``(batch, sources, channels, n)``, chunked."""
+        length = audio.shape[-1]
+        overlap = max(int(round((overlap_seconds if overlap_seconds is not None else MIN_OVERLAP_SECONDS)
+                                * self.sample_rate)),
+                      2 * self.receptive_field_samples if overlap_seconds is None else 1)
+        chunk = max(int(round(chunk_seconds * self.sample_rate)), 2 * overlap + 1)
+        starts = chunk_starts(length, chunk, overlap)
+        if len(starts) == 1:
+            return self._run(audio)
+        out = np.zeros((audio.shape[0], len(self.output_names), audio.shape[1], length), dtype=np.float32)
+        norm = np.zeros(length, dtype=np.float32)
+        for index, start in enumerate(starts):
+            weights = _fade_weights(chunk, overlap, index == 0, index == len(starts) - 1)
+            out[..., start:start + chunk] += self._run(audio[..., start:start + chunk]) * weights
+            norm[start:start + chunk] += weights
+        return out / norm
+
+    def separate(self, mixture: np.ndarray, sample_rate: int, chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
+                 overlap_seconds: float | None = None, adapt_channels: bool = False) -> dict[str, np.ndarray]:
+        """Separate ``mixture`` ``(channels, n)`` at ``sample_rate``; returns ``{name: (channels, n)}``
+        at the same rate and length. ``adapt_channels`` runs a mono model on each channel of a
+        multichannel file, or a stereo model on a duplicated mono file (and averages back)."""
+        mixture = np.asarray(mixture, dtype=np.float32)
+        if mixture.ndim == 1:
+            mixture = mixture[None]
+        if mixture.ndim != 2:
+            raise UserError(f"mixture must be (channels, samples), got shape {mixture.shape}")
+        in_channels, length = mixture.shape
+        if in_channels == self.channels:
+            batch = mixture[None]
+        elif adapt_channels and self.channels == 1:
+            batch = mixture[:, None]  # each channel separately, as a batch of mono signals
+        elif adapt_channels and in_channels == 1:
+            batch = np.repeat(mixture, self.channels, axis=0)[None]
+        else:
+            raise UserError(f"mixture has {in_channels} channel(s) but the model was trained on {self.channels} "
+                            "(downmix or duplicate it, or use --adapt-channels)")
+        audio = resample(batch, sample_rate, self.sample_rate)
+        separated = self.separate_at_model_rate(audio, chunk_seconds, overlap_seconds)
+        separated = resample(separated, self.sample_rate, sample_rate)
+        if separated.shape[-1] < length:
+            separated = np.pad(separated, [(0, 0)] * 3 + [(0, length - separated.shape[-1])])
+        separated = separated[..., :length]
+        if in_channels == self.channels:
+            result = separated[0]  # (sources, channels, n)
+        elif self.channels == 1:
+            result = separated[:, :, 0].transpose(1, 0, 2)  # batch was the channels
+        else:
+            result = separated[0].mean(axis=1, keepdims=True)
+        return {name: np.ascontiguousarray(result[i]) for i, name in enumerate(self.output_names)}
+
+
+def load_separator(path: str | Path, device: str = "auto") -> Separator:
+    """The separator saved at ``path`` (``model.pt``/``last.pt`` or a run directory)."""
+    payload = read_checkpoint(path)
+    model = model_from_checkpoint(payload)
+    return Separator(model, payload["config"], payload["layout"], resolve_device(device))
