@@ -103,7 +103,7 @@ def real_scores(real: str) -> list[str]:
 
 def _score_variant(variant, preset, budget, real_tracks, out_dir, seed, jobs, causal, progress, log):
     from .datasets import load_dataset
-    from .generate import generate
+    from .generation import generate
     from .model_eval import evaluate_model, mean_sdr
     from .separation import load_separator, train
 

@@ -7,13 +7,15 @@ every random choice is written down; ``render_track`` is a pure function of that
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
 from . import augment as augment_mod
 from . import instruments, spec
-from .corpus_preset import SPLITS, resolve_preset
+from .corpus_preset import SPLITS, draw_preset, resolve_preset
 from .errors import UserError
-from .performance import DYNAMICS_KNOT_BEATS, RUBATO_KNOT_BEATS, perform
+from .performance import DYNAMICS_KNOT_BEATS, RUBATO_KNOT_BEATS, in_window, perform
 from .repertoire import MUSIC21_BACH, PITCH, Piece, Repertoire, load_midi_piece, load_music21_bach
 from .score import Part, part_name
 from .soundfonts import resolve as resolve_soundfont
@@ -23,6 +25,7 @@ from .timbre import apply_eq
 SPEC_VERSION = 1
 DRY_LOUDNESS_LUFS = -30.0  # every dry stem is matched to this before the part gains
 MAX_SOURCE_TRIES = 200
+MAX_WINDOW_TRIES = 50
 
 
 # --- sampling -----------------------------------------------------------------------------
@@ -47,7 +50,7 @@ def ensemble_for_group(preset: dict, seed: int, split: str, group: int) -> tuple
     from .layout import load_layout
 
     rng = spec.child_rng(seed, "ensemble", split, group)
-    layout = spec.draw(preset["ensemble"]["layout"], rng, "[ensemble] layout")
+    layout = draw_preset(preset["ensemble"]["layout"], rng, "[ensemble] layout")
     loaded = load_layout(layout)
     names = [instruments.get(n).name for n in loaded["instruments"]]
     return layout, names
@@ -61,8 +64,8 @@ def scene_for_group(preset: dict, seed: int, split: str, group: int, layout, nam
     if not room.get("enabled", True):
         return None, {"room": "none", "mics": "none"}
     rng = spec.child_rng(seed, "scene", split, group)
-    room_choice = spec.draw(room["room"], rng, "[room] room")
-    mics_choice = spec.draw(room["mics"], rng, "[room] mics")
+    room_choice = draw_preset(room["room"], rng, "[room] room")
+    mics_choice = draw_preset(room["mics"], rng, "[room] mics")
     scene = sample_scene(room_choice, layout, mics_choice, names, rng)
     return scene, {"room": _preset_label(room_choice), "mics": _preset_label(mics_choice)}
 
@@ -175,8 +178,16 @@ def sample_track(
     if excerpt_seconds > 0:
         length = max(1.0, round(excerpt_seconds * tempo / 60.0))
         last_start = max(0.0, np.floor(total_beats - length))
-        start = float(rng_source.integers(0, int(last_start) + 1))
-        window = [start, min(total_beats, start + length)]
+        for _ in range(MAX_WINDOW_TRIES):  # every part must have notes in its excerpt
+            start = float(rng_source.integers(0, int(last_start) + 1))
+            window = [start, min(total_beats, start + length)]
+            if all(len(in_window(piece.voices[v], window)) for v in voices):
+                break
+        else:
+            raise UserError(
+                f"{piece.id}: no {excerpt_seconds:g} s excerpt in which every part has notes "
+                f"({MAX_WINDOW_TRIES} tries); use longer excerpts or other pieces"
+            )
     else:
         window = [0.0, total_beats]
     span = window[1] - window[0]
@@ -223,7 +234,7 @@ def sample_track(
         for a in augmentations
     ]
     source_kind = "music21" if repertoire.source == MUSIC21_BACH else "midi"
-    return {
+    track = {
         "spec_version": SPEC_VERSION,
         "track_id": track_id(preset, split, index),
         "split": split,
@@ -244,6 +255,9 @@ def sample_track(
         },
         "augmentations": aug_records,
     }
+    # Exactly what metadata.json will hold (tuples become lists), so a spec in memory and
+    # the same spec read back from disk are equal and render the same.
+    return json.loads(json.dumps(track))
 
 
 # --- rendering ----------------------------------------------------------------------------
@@ -332,7 +346,8 @@ def render_track(track: dict, cache=None, augmentations=()) -> RenderedTrack:
         gain_db += 20 * np.log10(track["mix"]["peak_ceiling"] / peak)
     images *= np.float32(10 ** (gain_db / 20))
     report["normalisation_gain_db"] = round(float(gain_db), 6)
-    report["loudness_lufs"] = round(_loudness(meter, images.sum(axis=0, dtype=np.float32)), 3)
+    # Loudness is scale-invariant (the gates move with the gain), so no second measurement.
+    report["loudness_lufs"] = round(float(loud + gain_db), 3)
     report["samples"] = int(images.shape[-1])
     report["duration"] = images.shape[-1] / sr
     report["channels"] = int(images.shape[1])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
 from . import spec
@@ -77,6 +78,11 @@ def validate(preset: dict, source: str) -> None:
         # room, layout and mic tables may be inlined as whole preset tables
         if extra and table not in ("room", "ensemble"):
             raise UserError(f"{source}: [{table}] unknown key(s) {', '.join(extra)} (known: {', '.join(DEFAULTS[table])})")
+    if not isinstance(preset["name"], str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", preset["name"]):
+        raise UserError(f"{source}: key 'name': expected a name of letters, digits, '_', '-' or '.', got {preset['name']!r}")
+    write = preset["write"]
+    if not isinstance(write, dict) or set(write) - {"dry", "midi"} or not all(isinstance(v, bool) for v in write.values()):
+        raise UserError(f"{source}: [write] expected keys dry and midi, true or false, got {write!r}")
     if not isinstance(preset["sample_rate"], int) or not 8000 <= preset["sample_rate"] <= 96000:
         raise UserError(f"{source}: key 'sample_rate': expected an integer 8000-96000, got {preset['sample_rate']!r}")
     tracks = preset["tracks"]
@@ -92,11 +98,85 @@ def validate(preset: dict, source: str) -> None:
             raise UserError(f"{source}: [repertoire] key '{key}': expected a list, got {rep[key]!r}")
     for table in ("performance", "timbre", "mix"):
         for key, value in preset[table].items():
-            spec.check(value, f"{source}: [{table}] key '{key}'")
-    for key in ("layout",):
-        spec.check(preset["ensemble"][key], f"{source}: [ensemble] key '{key}'")
+            where = f"{source}: [{table}] key '{key}'"
+            spec.check(value, where)
+            if (table, key) != ("timbre", "soundfont"):
+                bad = [v for v in possible_values(value) if not _is_number(v)]
+                if bad:
+                    raise UserError(f"{where}: expected a number or a distribution of numbers, got {bad[0]!r}")
+    for table, key in (("ensemble", "layout"), ("room", "room"), ("room", "mics")):
+        if not is_inline_table(preset[table][key]):
+            spec.check(preset[table][key], f"{source}: [{table}] key '{key}'")
     if not isinstance(preset["room"].get("enabled", True), bool):
         raise UserError(f"{source}: [room] key 'enabled': expected true or false")
+    check_references(preset, source)
+
+
+def _is_number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def is_inline_table(value) -> bool:
+    """A layout, room or mic preset written inline (a table that is not a distribution)."""
+    return isinstance(value, dict) and not any(k in spec.DISTRIBUTIONS for k in value)
+
+
+def draw_preset(value, rng, where: str):
+    """Draw a preset choice: a name, an inline table, or a distribution over them."""
+    return value if is_inline_table(value) else spec.draw(value, rng, where)
+
+
+def possible_values(value) -> list:
+    """What a fixed value or distribution can give (for a range: its two ends)."""
+    if is_inline_table(value):
+        return [value]
+    if isinstance(value, dict):
+        return list(next(value[k] for k in value if k in spec.DISTRIBUTIONS))
+    return list(value) if isinstance(value, list) else [value]
+
+
+def check_references(preset: dict, source: str) -> None:
+    """Every named layout, instrument, room, mic setup, soundfont and score must exist.
+
+    Checked before anything is written, so a typo fails at once with the file and the key,
+    not in a worker halfway through a corpus.
+    """
+    from . import instruments
+    from .layout import load_layout
+    from .mics import load_mics
+    from .repertoire import MUSIC21_BACH, midi_files
+    from .room import load_room
+    from .soundfonts import resolve
+
+    def layout_ok(choice):
+        names = load_layout(choice).get("instruments")
+        if not isinstance(names, list) or not names:
+            raise UserError(f"layout {choice if isinstance(choice, str) else 'inline'}: 'instruments' must be a non-empty list")
+        for name in names:
+            instruments.get(name)
+
+    checks = [("ensemble", "layout", layout_ok), ("timbre", "soundfont", resolve)]
+    if preset["room"].get("enabled", True):
+        checks += [("room", "room", load_room), ("room", "mics", load_mics)]
+    for table, key, loader in checks:
+        for choice in possible_values(preset[table][key]):
+            try:
+                loader(choice)
+            except UserError as exc:
+                raise UserError(f"{source}: [{table}] key '{key}': {exc}") from None
+    rep = preset["repertoire"]
+    try:
+        if not isinstance(rep["source"], str) or not (rep["source"] == MUSIC21_BACH or rep["source"].startswith("midi:")):
+            raise UserError(f"expected '{MUSIC21_BACH}' or 'midi:PATH_OR_GLOB', got {rep['source']!r}")
+        if rep["source"].startswith("midi:"):
+            midi_files(rep["source"][len("midi:"):])
+    except UserError as exc:
+        raise UserError(f"{source}: [repertoire] key 'source': {exc}") from None
+    for pattern in rep["exclude_melodies"]:
+        try:
+            midi_files(pattern)
+        except UserError as exc:
+            raise UserError(f"{source}: [repertoire] key 'exclude_melodies': {exc}") from None
 
 
 def public(preset: dict) -> dict:

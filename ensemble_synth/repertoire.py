@@ -97,7 +97,8 @@ def load_music21_bach(piece_id: str) -> Piece:
     voices = []
     for part in score.parts:
         rows = []
-        for note in part.stripTies().flatten().notes:
+        part.stripTies(inPlace=True)  # in place: a copy costs more than the parse (idempotent)
+        for note in part.flatten().notes:
             fermata = any(isinstance(e, expressions.Fermata) for e in note.expressions)
             pitches = [note.pitch.midi] if note.isNote else [max(p.midi for p in note.pitches)]
             for pitch in pitches:
@@ -175,8 +176,11 @@ class Repertoire:
             raise UserError(f"repertoire '{source}': no pieces left after exclusions")
 
     def _excluded_by_name(self, pid: str) -> bool:
-        stem = Path(pid).stem.lower()
-        return any(e == stem or e == pid.lower() for e in self.exclude)
+        """Matches the id ('bwv48.3', a MIDI path), 'bach/<id>' (as in metadata), or a file's name."""
+        names = {pid.lower(), f"bach/{pid}".lower(), Path(pid).name.lower()}
+        if Path(pid).suffix.lower() in (".mid", ".midi"):
+            names.add(Path(pid).stem.lower())  # not for music21 ids: 'bwv48.3' has no suffix
+        return any(e in names for e in self.exclude)
 
     def load(self, pid: str) -> Piece:
         return self._load(pid)

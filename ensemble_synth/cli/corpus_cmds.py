@@ -30,7 +30,7 @@ def generate(preset, out_dir, tracks, train, valid, test, seed, jobs, scheduler,
     import os
 
     from ..errors import UserError
-    from ..generate import generate as run
+    from ..generation import generate as run
 
     if tracks is not None and any(v is not None for v in (train, valid, test)):
         raise UserError("--tracks cannot be combined with --train/--valid/--test")
@@ -52,7 +52,7 @@ def render_spec(metadata, out_dir, write_dry, write_midi, overwrite):
     """Re-render one track from its metadata.json (bit-identical to the corpus copy)."""
     from ..corpus import render_track
     from ..errors import UserError
-    from ..generate import write_track
+    from ..generation import write_track
 
     path = Path(metadata)
     try:

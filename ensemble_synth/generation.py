@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import tomli_w
 
+from . import augment as augment_mod
 from .corpus import plan, render_track, sample_track, scene_for_group, ensemble_for_group, track_id
 from .corpus_preset import SPLITS, public, resolve_preset
 from .errors import UserError
@@ -98,7 +99,13 @@ def write_track(rendered, track_dir: Path, write_dry: bool = False, write_midi: 
                 write_performed_midi(tmp / "midi" / f"{part['name']}.mid", notes, part["program"], sr)
         meta = rendered.metadata()
         write_json_atomic(tmp / "metadata.json", meta)
-        os.replace(tmp, track_dir)
+        if track_dir.exists():  # a dry run's spec.json, or an older render: replace it whole
+            old = track_dir.parent / f"{TMP_PREFIX}old-{track_dir.name}-{os.getpid()}"
+            os.replace(track_dir, old)
+            os.replace(tmp, track_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, track_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -142,13 +149,18 @@ def run_group(preset: dict, seed: int, split: str, group: int, indices: list[int
 # --- the corpus ---------------------------------------------------------------------------
 
 
-def corpus_record(preset: dict, seed: int) -> dict:
-    return {"seed": int(seed), "preset": public(preset)}
+def corpus_record(preset: dict, seed: int, augmentations=()) -> dict:
+    record = {"seed": int(seed), "preset": public(preset)}
+    if augmentations:  # custom augmentations are part of what makes the corpus
+        from .augment import reference
+
+        record["augmentations"] = [f"{a.name}={reference(a)}" for a in augmentations]
+    return record
 
 
-def _check_or_write_corpus_toml(out_dir: Path, preset: dict, seed: int) -> None:
+def _check_or_write_corpus_toml(out_dir: Path, preset: dict, seed: int, augmentations=()) -> None:
     path = out_dir / "corpus.toml"
-    record = corpus_record(preset, seed)
+    record = corpus_record(preset, seed, augmentations)
     if path.exists():
         import tomllib
 
@@ -156,10 +168,11 @@ def _check_or_write_corpus_toml(out_dir: Path, preset: dict, seed: int) -> None:
             existing = tomllib.loads(path.read_text())
         except Exception:
             raise UserError(f"{path}: unreadable corpus record; remove it or use another output directory") from None
-        old = {"seed": existing.get("seed"), "preset": existing.get("preset")}
-        if old != json.loads(json.dumps(record)):
+        old = {k: existing[k] for k in ("seed", "preset", "augmentations") if k in existing}
+        new = json.loads(json.dumps(record))
+        if old != new:
             raise UserError(
-                f"{out_dir}: holds a corpus of another preset or seed (see {path}); "
+                f"{out_dir}: holds a corpus of another preset or seed ({_first_difference(old, new)}; see {path}); "
                 "use another output directory, or remove it to start over"
             )
         return
@@ -169,6 +182,15 @@ def _check_or_write_corpus_toml(out_dir: Path, preset: dict, seed: int) -> None:
     soundfonts = _soundfont_versions(preset)
     text = tomli_w.dumps({**record, "versions": {k: v or "" for k, v in versions().items()}, "soundfonts": soundfonts})
     write_text_atomic(path, text)
+
+
+def _first_difference(old, new, where: str = "") -> str:
+    """The first key whose value differs, e.g. "seed: 0 there, 1 here"."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in sorted(set(old) | set(new)):
+            if old.get(key) != new.get(key):
+                return _first_difference(old.get(key), new.get(key), f"{where}.{key}" if where else key)
+    return f"{where}: {old!r} there, {new!r} here"
 
 
 def _soundfont_versions(preset: dict) -> dict:
@@ -184,6 +206,10 @@ def _soundfont_versions(preset: dict) -> dict:
 
 
 def _clean_temporaries(out_dir: Path) -> None:
+    """Remove what a killed run left half-written: track folders, corpus.toml or manifest."""
+    for leftover in out_dir.glob(".*.tmp*"):
+        if leftover.is_file():
+            leftover.unlink()
     for split in SPLITS:
         folder = out_dir / split
         if folder.is_dir():
@@ -220,7 +246,19 @@ def write_manifest(out_dir: Path, metas: list[dict]) -> None:
     write_text_atomic(out_dir / "manifest.csv", buffer.getvalue())
 
 
-def _make_executor(jobs: int, scheduler: str | None):
+def _prewarm(preset: dict) -> None:
+    """Import the heavy modules and list the repertoire in the parent, once: forked workers
+    inherit them instead of each paying about a second before its first track."""
+    import pyloudnorm  # noqa: F401
+
+    from . import mix, synth  # noqa: F401  (pyroomacoustics, FluidSynth)
+    from .repertoire import Repertoire
+
+    rep = preset["repertoire"]
+    Repertoire(rep["source"], rep["exclude"], rep["exclude_melodies"])
+
+
+def _make_executor(jobs: int, scheduler: str | None, preset: dict):
     if scheduler:
         try:
             from distributed import Client
@@ -238,6 +276,8 @@ def _make_executor(jobs: int, scheduler: str | None):
     # fork: workers start at once and scripts need no __main__ guard; the parent holds no
     # synthesizer or room state, only the preset.
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    if method == "fork":
+        _prewarm(preset)
     return cf.ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context(method)), True
 
 
@@ -270,8 +310,6 @@ def generate(
     process pool of ``jobs`` workers, or in-process for ``jobs=1``. ``rir_cache``: a folder,
     False for none, None for the user cache (``$ENSEMBLE_SYNTH_CACHE`` or ~/.cache).
     """
-    from tqdm import tqdm
-
     start = time.perf_counter()
     preset = resolve_preset(preset)
     if tracks:
@@ -280,7 +318,31 @@ def generate(
                 preset["tracks"][key] = int(value)
         resolve_preset(preset)  # re-validate
     out_dir = Path(out_dir)
-    _check_or_write_corpus_toml(out_dir, preset, seed)
+    augmentations = augment_mod.check(augmentations)
+    own_executor = None
+    if executor is None and scheduler:  # connect (or fail) before anything is written
+        executor, _ = _make_executor(jobs, scheduler, preset)
+        own_executor = executor
+    try:
+        return _generate(preset, out_dir, seed, executor, jobs, dry_run, write_dry, write_midi, rir_cache,
+                         augmentations, progress, start)
+    finally:
+        if own_executor is not None:
+            own_executor.close()
+
+
+def _close(executor) -> None:
+    if hasattr(executor, "gather"):  # a dask distributed.Client
+        executor.close()
+    else:
+        executor.shutdown(cancel_futures=True)
+
+
+def _generate(preset, out_dir, seed, executor, jobs, dry_run, write_dry, write_midi, rir_cache, augmentations,
+              progress, start) -> Summary:
+    from tqdm import tqdm
+
+    _check_or_write_corpus_toml(out_dir, preset, seed, augmentations)
     _clean_temporaries(out_dir)
     options = {
         "dry": preset["write"].get("dry", False) if write_dry is None else write_dry,
@@ -300,7 +362,7 @@ def generate(
 
     own_executor = None
     if executor is None and groups:
-        executor, owned = _make_executor(jobs if len(groups) > 1 else 1, scheduler)
+        executor, owned = _make_executor(jobs if len(groups) > 1 else 1, None, preset)
         own_executor = executor if owned else None
     bar = tqdm(total=len(planned), initial=len(done), unit="track", disable=not progress, desc="generate")
     rendered = 0
@@ -322,10 +384,7 @@ def generate(
     finally:
         bar.close()
         if own_executor is not None:
-            if hasattr(own_executor, "gather"):
-                own_executor.close()
-            else:
-                own_executor.shutdown(cancel_futures=True)
+            _close(own_executor)
     if dry_run:
         return Summary(len(planned), rendered, len(done), 0.0, time.perf_counter() - start, out_dir)
     metas = [json.loads((out_dir / s / track_id(preset, s, i) / "metadata.json").read_text()) for s, i, _ in planned]
