@@ -49,7 +49,7 @@ BUDGETS = {
 
 NO_PERFORMANCE = {
     "tempo_bpm": 72.0, "tempo_factor": 1.0, "rubato": 0.0, "fermata_beats": 0.0, "onset_jitter_ms": 0.0,
-    "level_db": 0.0, "dynamics_db": 0.0, "articulation": 1.0, "transpose": 0,
+    "level_db": 0.0, "dynamics_db": 0.0, "articulation": 1.0, "transpose": 0, "vibrato": 0, "expression_db": 0.0,
 }
 NO_TIMBRE = {"soundfont": DRY_SOUNDFONT, "detune_cents": 0.0, "eq_low_db": 0.0, "eq_high_db": 0.0}
 

@@ -15,7 +15,7 @@ from . import augment as augment_mod
 from . import instruments, spec
 from .corpus_preset import SPLITS, draw_preset, resolve_preset
 from .errors import UserError
-from .performance import DYNAMICS_KNOT_BEATS, RUBATO_KNOT_BEATS, in_window, perform
+from .performance import DYNAMICS_KNOT_BEATS, EXPRESSION_KNOT_SECONDS, RUBATO_KNOT_BEATS, controls, in_window, perform
 from .repertoire import MUSIC21_BACH, PITCH, Piece, Repertoire, load_midi_piece, load_music21_bach
 from .score import Part, part_name
 from .soundfonts import resolve as resolve_soundfont
@@ -206,6 +206,9 @@ def sample_track(
     }
 
     timbre_cfg, mix_cfg = preset["timbre"], preset["mix"]
+    # Drawn from their own stream so that presets without them keep their other draws.
+    rng_expression = spec.child_rng(seed, "expression", split, index)
+    seconds = span * 60.0 / tempo + 2.0
     parts = []
     for i, (name, voice, octave) in enumerate(zip(names, voices, octaves), 1):
         inst = instruments.get(name)
@@ -228,6 +231,14 @@ def sample_track(
                 "gain_db": float(spec.draw(mix_cfg["gain_db"], rng_mix, "gain_db")),
             }
         )
+        vibrato = int(round(spec.draw(perf_cfg["vibrato"], rng_expression, "vibrato")))
+        expression = float(spec.draw(perf_cfg["expression_db"], rng_expression, "expression_db"))
+        if vibrato > 0:
+            parts[-1]["vibrato"] = vibrato
+        if expression > 0:
+            parts[-1]["expression_knots_db"] = [
+                float(x) for x in rng_expression.normal(0, expression, int(seconds / EXPRESSION_KNOT_SECONDS) + 3)
+            ]
     context = {"instruments": names, "sample_rate": preset["sample_rate"], "split": split}
     aug_records = [
         {"name": a.name, "stage": a.stage, "class": augment_mod.reference(a), "params": a.sample(rng_aug, context)}
@@ -314,7 +325,8 @@ def render_track(track: dict, cache=None, augmentations=()) -> RenderedTrack:
     if empty:
         raise UserError(f"track {track['track_id']}: no notes for {', '.join(empty)} in the excerpt")
     voices = [PartVoice(resolve_soundfont(p["soundfont"]), p["program"], 0, p["detune_cents"]) for p in track["parts"]]
-    dry = render_parts(parts, voices, sr)
+    duration = max(p.end_time for p in parts)
+    dry = render_parts(parts, voices, sr, [controls(p, duration) for p in track["parts"]])
     meter = pyloudnorm.Meter(sr)
     report = {"dry_gain_db": [], "normalisation_gain_db": 0.0}
     for i, p in enumerate(track["parts"]):

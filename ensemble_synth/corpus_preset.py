@@ -32,6 +32,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "dynamics_db": 0.0,
         "articulation": 1.0,
         "transpose": 0,
+        "vibrato": 0,
+        "expression_db": 0.0,
     },
     "timbre": {"soundfont": "timgm6mb", "detune_cents": 0.0, "eq_low_db": 0.0, "eq_high_db": 0.0},
     "room": {"enabled": True, "room": "chamber_hall", "mics": "ortf"},

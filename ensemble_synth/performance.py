@@ -102,3 +102,30 @@ def perform(piece: Piece, parts: list[dict], perf: dict) -> list[np.ndarray]:
         notes[:, START], notes[:, END], notes[:, N_PITCH], notes[:, VELOCITY] = starts, ends, pitch, velocity
         out.append(notes[np.lexsort((notes[:, N_PITCH], notes[:, START]))])
     return out
+
+
+EXPRESSION_KNOT_SECONDS = 1.0
+EXPRESSION_STEP_SECONDS = 0.04
+EXPRESSION_HEADROOM_DB = 4.0  # the curve swells around this much below full expression
+CC_MODULATION, CC_EXPRESSION = 1, 11
+
+
+def controls(part: dict, duration: float) -> np.ndarray | None:
+    """MIDI controller events of a part, (m, 3) of time s, controller, value, or None.
+
+    ``vibrato``: CC 1 (modulation, which GM soundfonts route to vibrato depth), held for
+    the whole part. ``expression_knots_db``: a smooth per-player swell curve, knots every
+    second, sent as CC 11 (expression) every 40 ms.
+    """
+    events = []
+    vibrato = int(round(part.get("vibrato", 0)))
+    if vibrato > 0:
+        events.append((0.0, CC_MODULATION, min(vibrato, 127)))
+    knots = part.get("expression_knots_db", [])
+    if knots:
+        times = np.arange(0.0, duration + EXPRESSION_STEP_SECONDS, EXPRESSION_STEP_SECONDS)
+        curve = smooth_curve(knots, EXPRESSION_KNOT_SECONDS, times) - EXPRESSION_HEADROOM_DB
+        values = np.clip(np.round(127 * 10 ** (curve / 40.0)), 1, 127)
+        keep = np.concatenate([[True], np.diff(values) != 0])
+        events += [(float(t), CC_EXPRESSION, float(v)) for t, v in zip(times[keep], values[keep])]
+    return np.array(events, dtype=np.float64) if events else None
