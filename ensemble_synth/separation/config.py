@@ -45,7 +45,7 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "plateau_patience": 3,
     "plateau_factor": 0.5,
     "clip_grad": 5.0,
-    "loss": "sisdr",
+    "loss": "sdr",  # scale-dependent: SI-SDR training leaves the output scale free, and SDR punishes it
     "patience": 10,  # early stopping, in epochs without a better validation SDR
     "remix": 0.5,  # probability that a training example is remixed across tracks
     "gain_db": 3.0,  # random gain per source when remixing, +-dB
