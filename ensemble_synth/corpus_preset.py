@@ -56,17 +56,12 @@ def merge(base: dict, override: dict) -> dict:
 
 def resolve_preset(name_or_dict: str | dict) -> dict:
     """A corpus preset with defaults filled in and every value checked."""
-    if isinstance(name_or_dict, dict):
-        raw = copy.deepcopy(name_or_dict)
-        raw.setdefault("_source", "<dict>")
-    else:
-        raw = load_preset("corpora", name_or_dict)
+    raw = load_preset("corpora", name_or_dict)
     source = raw.get("_source", "<preset>")
     unknown = sorted(set(raw) - set(DEFAULTS) - {"name", "description", "sample_rate", "_source", "write"})
     if unknown:
         raise UserError(f"{source}: unknown key(s) {', '.join(unknown)} (known: name, description, sample_rate, write, {', '.join(DEFAULTS)})")
-    preset = merge({"name": "corpus", "description": "", "sample_rate": 44100, "write": {"dry": False, "midi": False}}, {})
-    preset = merge(preset, {k: v for k, v in DEFAULTS.items()})
+    preset = merge({"name": "corpus", "description": "", "sample_rate": 44100, "write": {"dry": False, "midi": False}}, DEFAULTS)
     preset = merge(preset, raw)
     validate(preset, source)
     return preset

@@ -55,10 +55,6 @@ class Player:
 
 def load_layout(layout) -> dict:
     """A layout preset name, a TOML path, or an already-loaded dict."""
-    if isinstance(layout, dict):
-        data = dict(layout)
-        data.setdefault("_source", "inline layout")
-        return data
     return load_preset("ensembles", layout)
 
 

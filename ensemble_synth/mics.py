@@ -76,10 +76,6 @@ class Mixdown:
 
 def load_mics(mics) -> dict:
     """A mic preset name, a TOML path, or an already-loaded dict."""
-    if isinstance(mics, dict):
-        data = dict(mics)
-        data.setdefault("_source", "inline mics")
-        return data
     return load_preset("mics", mics)
 
 

@@ -68,8 +68,15 @@ def read_toml(path: str | os.PathLike) -> dict[str, Any]:
         raise UserError(f"{path}: malformed TOML: {exc}") from None
 
 
-def load_preset(kind: str, name_or_path: str | os.PathLike) -> dict[str, Any]:
-    """Load a preset as a dict; ``_source`` records the file it came from."""
+def load_preset(kind: str, name_or_path: str | os.PathLike | dict) -> dict[str, Any]:
+    """Load a preset as a dict; ``_source`` records the file it came from.
+
+    An already-loaded dict (a table inlined in another preset) is returned as a copy.
+    """
+    if isinstance(name_or_path, dict):
+        data = dict(name_or_path)
+        data.setdefault("_source", f"inline {kind[:-1]}")
+        return data
     path = preset_path(kind, name_or_path)
     data = read_toml(path)
     data["_source"] = str(path)

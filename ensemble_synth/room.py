@@ -126,10 +126,6 @@ def band_rt60s(wall_rates, air_absorption: bool) -> tuple[float, ...]:
 
 def load_room(room) -> dict:
     """A room preset name, a TOML path, or an already-loaded dict."""
-    if isinstance(room, dict):
-        data = dict(room)
-        data.setdefault("_source", "inline room")
-        return data
     return load_preset("rooms", room)
 
 
