@@ -2,10 +2,10 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+, := ,
 JEMALLOC := /usr/lib/x86_64-linux-gnu/libjemalloc.so.2
 # jemalloc keeps freed pages: 4-6x faster ConvTasNet training on small VMs.
 RUN := $(if $(wildcard $(JEMALLOC)),LD_PRELOAD=$(JEMALLOC) MALLOC_CONF=dirty_decay_ms:-1$(,)muzzy_decay_ms:-1,)
-, := ,
 
 .PHONY: setup demo test bench-smoke clean
 
