@@ -143,8 +143,11 @@ def _score_variant(variant, preset, budget, real_tracks, out_dir, seed, jobs, ca
 
 
 def run_bench(real: list[str], out_dir, budget: str = "smoke", causal: bool = False, seed: int = 0,
-              variants=VARIANTS, jobs: int = 1, progress: bool = True, log=print) -> dict:
-    """Run the benchmark; writes results.json, results.md and gap.png into ``out_dir``."""
+              variants=VARIANTS, jobs: int = 1, progress: bool = True, log=print, preset=BASE_PRESET) -> dict:
+    """Run the benchmark; writes results.json, results.md and gap.png into ``out_dir``.
+
+    ``preset`` is the corpus preset (name, path or table) the variants switch parts of off.
+    """
     from .corpus_preset import resolve_preset
     from .datasets import load_dataset
     from .versions import versions
@@ -164,7 +167,7 @@ def run_bench(real: list[str], out_dir, budget: str = "smoke", causal: bool = Fa
     instruments = list(next(iter(ensembles)))
     layout = ensemble_layout(instruments)
     melodies = [s for spec in real for s in real_scores(spec)]
-    base = resolve_preset(BASE_PRESET)
+    base = resolve_preset(preset)
     if layout != "bach10":
         base["repertoire"]["part_policy"] = "fit"
     out_dir = Path(out_dir)
@@ -172,11 +175,14 @@ def run_bench(real: list[str], out_dir, budget: str = "smoke", causal: bool = Fa
     started = time.perf_counter()
     rows = []
     for variant in variants:
-        preset = variant_preset(base, variant, plan, layout, melodies)
-        rows.append(_score_variant(variant, preset, plan, real_tracks, out_dir, seed, jobs, causal, progress, log))
+        variant_spec = variant_preset(base, variant, plan, layout, melodies)
+        rows.append(_score_variant(variant, variant_spec, plan, real_tracks, out_dir, seed, jobs, causal, progress, log))
+    from .model_eval import evaluate_mixture, mean_sdr
+
     results = {
         "budget": asdict(plan),
         "causal": causal,
+        "preset": base["name"],
         "seed": seed,
         "real": real,
         "real_tracks": [t.name for t in real_tracks],
@@ -185,6 +191,7 @@ def run_bench(real: list[str], out_dir, budget: str = "smoke", causal: bool = Fa
         "training": f"same steps for every variant: {plan.epochs} epochs x {plan.steps_per_epoch} steps, model preset '{plan.model}'",
         "evaluation": "SDR (BSSEval v4 images, museval-compatible), median over 1 s frames per part, mean over tracks, then over instruments; real pieces whole",
         "variants": rows,
+        "mixture_reference": {"real": mean_sdr(evaluate_mixture(real_tracks))},
         "wall_seconds": round(time.perf_counter() - started, 1),
         "versions": versions(),
     }
@@ -213,7 +220,12 @@ def results_markdown(results: dict) -> str:
         per = [_fmt(row["real"]["instruments"].get(i, {}).get("mean")) for i in instruments]
         lines.append(f"| {row['variant']} | {_fmt(row['synthetic']['mean'])} | {_fmt(row['real']['mean'])} | "
                      f"{_fmt(row['gap'])} | " + " | ".join(per) + " |")
-    lines += ["", f"Wall time {results['wall_seconds']:.0f} s. SDR in dB.", ""]
+    reference = results.get("mixture_reference")
+    if reference:
+        per = [_fmt(reference["real"]["instruments"].get(i, {}).get("mean")) for i in instruments]
+        lines.append(f"| *mixture / parts (no model)* | | {_fmt(reference['real']['mean'])} | | " + " | ".join(per) + " |")
+    lines += ["", f"Wall time {results['wall_seconds']:.0f} s. SDR in dB. The last row scores the mixture itself, "
+              "divided by the number of parts, as every part's estimate: a model below it makes the parts worse.", ""]
     return "\n".join(lines)
 
 

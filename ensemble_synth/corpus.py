@@ -208,6 +208,7 @@ def sample_track(
     timbre_cfg, mix_cfg = preset["timbre"], preset["mix"]
     # Drawn from their own stream so that presets without them keep their other draws.
     rng_expression = spec.child_rng(seed, "expression", split, index)
+    rng_timbre_extra = spec.child_rng(seed, "timbre_extra", split, index)
     seconds = span * 60.0 / tempo + 2.0
     parts = []
     for i, (name, voice, octave) in enumerate(zip(names, voices, octaves), 1):
@@ -231,6 +232,7 @@ def sample_track(
                 "gain_db": float(spec.draw(mix_cfg["gain_db"], rng_mix, "gain_db")),
             }
         )
+        _draw_timbre_extras(parts[-1], timbre_cfg, rng_timbre_extra)
         vibrato = int(round(spec.draw(perf_cfg["vibrato"], rng_expression, "vibrato")))
         expression = float(spec.draw(perf_cfg["expression_db"], rng_expression, "expression_db"))
         if vibrato > 0:
@@ -306,6 +308,25 @@ def _loudness(meter, audio: np.ndarray) -> float:
         return float(meter.integrated_loudness(data.astype(np.float64)))
 
 
+def _draw_timbre_extras(part: dict, timbre_cfg: dict, rng: np.random.Generator) -> None:
+    """Program substitution and random peaking bands; recorded only when the preset asks for them."""
+    pool = timbre_cfg["programs"].get(part["instrument"])
+    if pool is not None:
+        player = instruments.get(spec.draw(pool, rng, f"programs {part['instrument']}"))
+        part["program"] = player.program
+        part["program_instrument"] = player.name
+    bands = int(round(spec.draw(timbre_cfg["eq_bands"], rng, "eq_bands")))
+    if bands > 0:
+        part["eq_peaks"] = [
+            {
+                "hz": float(spec.draw(timbre_cfg["eq_band_hz"], rng, "eq_band_hz")),
+                "db": float(spec.draw(timbre_cfg["eq_band_db"], rng, "eq_band_db")),
+                "q": float(spec.draw(timbre_cfg["eq_band_q"], rng, "eq_band_q")),
+            }
+            for _ in range(bands)
+        ]
+
+
 def render_track(track: dict, cache=None, augmentations=()) -> RenderedTrack:
     """Render a track spec (as ``sample_track`` returns it, or a ``metadata.json``)."""
     import pyloudnorm
@@ -330,7 +351,7 @@ def render_track(track: dict, cache=None, augmentations=()) -> RenderedTrack:
     meter = pyloudnorm.Meter(sr)
     report = {"dry_gain_db": [], "normalisation_gain_db": 0.0}
     for i, p in enumerate(track["parts"]):
-        dry[i] = apply_eq(dry[i], sr, p["eq_low_db"], p["eq_high_db"])
+        dry[i] = apply_eq(dry[i], sr, p["eq_low_db"], p["eq_high_db"], p.get("eq_peaks", ()))
         loud = _loudness(meter, dry[i])
         if not np.isfinite(loud):
             raise UserError(f"track {track['track_id']}: part {p['name']} rendered silent with {p['soundfont']}")

@@ -6,7 +6,7 @@ import copy
 import re
 from typing import Any
 
-from . import spec
+from . import instruments, spec
 from .errors import UserError
 from .presets import load_preset
 
@@ -35,7 +35,17 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "vibrato": 0,
         "expression_db": 0.0,
     },
-    "timbre": {"soundfont": "timgm6mb", "detune_cents": 0.0, "eq_low_db": 0.0, "eq_high_db": 0.0},
+    "timbre": {
+        "soundfont": "timgm6mb",
+        "programs": {},  # instrument -> the instruments whose GM programs may play its part
+        "detune_cents": 0.0,
+        "eq_low_db": 0.0,
+        "eq_high_db": 0.0,
+        "eq_bands": 0,  # random peaking bands per player
+        "eq_band_db": 0.0,
+        "eq_band_hz": {"loguniform": [150.0, 6000.0]},
+        "eq_band_q": 1.0,
+    },
     "room": {"enabled": True, "room": "chamber_hall", "mics": "ortf"},
     "mix": {"gain_db": 0.0, "loudness_lufs": -24.0, "peak_ceiling": 0.891},
 }
@@ -96,6 +106,9 @@ def validate(preset: dict, source: str) -> None:
     for table in ("performance", "timbre", "mix"):
         for key, value in preset[table].items():
             where = f"{source}: [{table}] key '{key}'"
+            if (table, key) == ("timbre", "programs"):
+                check_programs(value, where)
+                continue
             spec.check(value, where)
             if (table, key) != ("timbre", "soundfont"):
                 bad = [v for v in possible_values(value) if not _is_number(v)]
@@ -107,6 +120,18 @@ def validate(preset: dict, source: str) -> None:
     if not isinstance(preset["room"].get("enabled", True), bool):
         raise UserError(f"{source}: [room] key 'enabled': expected true or false")
     check_references(preset, source)
+
+
+def check_programs(value, where: str) -> None:
+    """[timbre] programs: a table from instrument to a choice of instruments (their GM programs)."""
+    if not isinstance(value, dict):
+        raise UserError(f"{where}: expected a table from instrument to instruments, got {value!r}")
+    for inst, choice in value.items():
+        instruments.get(inst)
+        spec.check(choice, f"{where} {inst}")
+        for name in possible_values(choice):
+            if not isinstance(name, str) or instruments.find(name) is None:
+                raise UserError(f"{where} {inst}: unknown instrument {name!r} (known: {', '.join(instruments.names())})")
 
 
 def _is_number(x) -> bool:

@@ -55,6 +55,20 @@ def evaluate_model(separator, tracks, metrics=METRICS, progress: bool = False) -
     return results
 
 
+def evaluate_mixture(tracks, metrics=("SDR",)) -> list[TrackResult]:
+    """The do-nothing reference: every part estimated as the mixture divided by the number of parts.
+
+    A separator that scores below it has made the parts worse than the mixture already was.
+    """
+    results = []
+    for track in tracks:
+        k = len(track.stems)
+        estimates = np.repeat(track.mixture[None] / k, k, axis=0).astype(np.float32)
+        results.append(score_arrays(track.name, track.stems, estimates, track.sample_rate, list(track.parts),
+                                    list(track.instruments), metrics=metrics))
+    return results
+
+
 def mean_sdr(results: list[TrackResult]) -> dict:
     """Per instrument the mean over tracks of each part's frame-median SDR, and their mean
     over instruments (an accompaniment output is left out of that mean)."""

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages ensemble_synth needs (FluidSynth, soundfonts, jemalloc, ffmpeg).
 set -euo pipefail
-PACKAGES="libfluidsynth3 fluid-soundfont-gm musescore-general-soundfont libjemalloc2 ffmpeg"
+PACKAGES="libfluidsynth3 fluid-soundfont-gm musescore-general-soundfont csound-soundfont libjemalloc2 ffmpeg"
 missing=""
 for p in $PACKAGES; do
     dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"

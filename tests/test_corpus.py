@@ -280,6 +280,10 @@ BAD_PRESETS = {
     "bad_policy": ('[repertoire]\npart_policy = "drop"\n', "[repertoire] key 'part_policy'", "expected one of"),
     "no_midi_files": ('[repertoire]\nsource = "midi:/nonexistent/*.mid"\n', "[repertoire] key 'source'", "no MIDI files"),
     "toml_syntax": ("[tracks\n", "malformed TOML", "Expected ']'"),
+    "unknown_program_instrument": ('[timbre.programs]\nviolin = ["viola", "kazoo"]\n', "[timbre] key 'programs' violin",
+                                   "unknown instrument 'kazoo'"),
+    "programs_not_a_table": ('[timbre]\nprograms = "viola"\n', "[timbre] key 'programs'", "expected a table"),
+    "eq_bands_not_number": ('[timbre]\neq_bands = "many"\n', "[timbre] key 'eq_bands'", "expected a number"),
 }
 
 
@@ -345,6 +349,23 @@ def test_sample_track_is_a_function_of_its_arguments():
     assert a != sample_track(TINY, "train", 2, seed=6)
     assert a["performance"] != sample_track(TINY, "train", 3, seed=5)["performance"]
     json.dumps(a)  # JSON-safe as it is
+
+
+def test_timbre_extras_are_drawn_recorded_and_rendered(rir_cache):
+    preset = {**TINY, "ensemble": {"layout": "bach10"}, "room": {"enabled": False, "room": "dry_studio", "mics": "mono"},
+              "timbre": {"soundfont": "timgm6mb", "programs": {"violin": ["viola"], "bassoon": ["cello", "bassoon"]},
+                         "eq_bands": 3, "eq_band_db": {"normal": [0, 6]}, "eq_band_q": [0.7, 2.0]}}
+    spec = sample_track(preset, "train", 0, seed=3)
+    parts = {p["instrument"]: p for p in spec["parts"]}
+    assert parts["violin"]["program"] == 41 and parts["violin"]["program_instrument"] == "viola"
+    assert parts["bassoon"]["program_instrument"] in ("cello", "bassoon")
+    assert "program_instrument" not in parts["clarinet"] and parts["clarinet"]["program"] == 71
+    assert all(len(p["eq_peaks"]) == 3 and all(150 <= b["hz"] <= 6000 for b in p["eq_peaks"]) for p in spec["parts"])
+    plain = sample_track(TINY, "train", 0, seed=3)  # presets without the extras keep their specs
+    assert all("eq_peaks" not in p and "program_instrument" not in p for p in plain["parts"])
+    rendered = render_track(spec)
+    check_track(rendered)
+    assert rendered.metadata()["parts"][0]["eq_peaks"] == spec["parts"][0]["eq_peaks"]
 
 
 def test_part_policy():
