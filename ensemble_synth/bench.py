@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from .errors import UserError
@@ -143,10 +143,12 @@ def _score_variant(variant, preset, budget, real_tracks, out_dir, seed, jobs, ca
 
 
 def run_bench(real: list[str], out_dir, budget: str = "smoke", causal: bool = False, seed: int = 0,
-              variants=VARIANTS, jobs: int = 1, progress: bool = True, log=print, preset=BASE_PRESET) -> dict:
+              variants=VARIANTS, jobs: int = 1, progress: bool = True, log=print, preset=BASE_PRESET,
+              model: str | None = None) -> dict:
     """Run the benchmark; writes results.json, results.md and gap.png into ``out_dir``.
 
-    ``preset`` is the corpus preset (name, path or table) the variants switch parts of off.
+    ``preset`` is the corpus preset (name, path or table) the variants switch parts of off;
+    ``model`` a model preset (name or TOML) in place of the budget's.
     """
     from .corpus_preset import resolve_preset
     from .datasets import load_dataset
@@ -154,7 +156,7 @@ def run_bench(real: list[str], out_dir, budget: str = "smoke", causal: bool = Fa
 
     if budget not in BUDGETS:
         raise UserError(f"unknown budget '{budget}' (known: {', '.join(BUDGETS)})")
-    plan = BUDGETS[budget]
+    plan = BUDGETS[budget] if model is None else replace(BUDGETS[budget], model=str(model))
     if not real:
         raise UserError("give at least one real data set: --real bach10:PATH")
     real_tracks = []

@@ -43,12 +43,16 @@ def test_every_variant_is_trained_and_scored(smoke):
             assert set(row[side]["instruments"]) == {"violin", "clarinet", "tenor_saxophone", "bassoon"}
         assert row["real"]["instruments"]["violin"]["tracks"] == 3
         assert row["gap"] == pytest.approx(row["synthetic"]["mean"] - row["real"]["mean"])
+    reference = results["mixture_reference"]["real"]
+    # four uncorrelated parts of equal level: the mixture over four scores about 10 log10(4/3) = 1.25 dB
+    assert 0.5 < reference["mean"] < 2.0
+    assert results["preset"] == "bach10_like"
 
 
 def test_table_and_plot_are_written(smoke):
     table = (smoke / "results.md").read_text().splitlines()
     rows = [line for line in table if line.startswith("| ") and not line.startswith("| variant")]
-    assert [r.split("|")[1].strip() for r in rows] == list(VARIANTS)
+    assert [r.split("|")[1].strip() for r in rows] == [*VARIANTS, "*mixture / parts (no model)*"]
     assert all(len(r.split("|")) == len(table[4].split("|")) for r in rows)
     assert (smoke / "gap.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -43,11 +43,12 @@ def evaluate(model_path, dataset, segment, out_dir, sdr_only, device):
 @click.option("--causal", is_flag=True, help="Train causal models (cLN, no look-ahead).")
 @click.option("--preset", default="bach10_like", show_default=True,
               help="Corpus preset (name or TOML) whose synthesis the variants switch off part by part.")
+@click.option("--model", default=None, help="Model preset (name or TOML) in place of the budget's.")
 @click.option("--variants", default=",".join(("dry", "room", "timbre", "performance", "full")), show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--jobs", "-j", type=int, default=None, help="Generation workers [default: one per core].")
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False))
-def bench(real, budget, causal, preset, variants, seed, jobs, out_dir):
+def bench(real, budget, causal, preset, model, variants, seed, jobs, out_dir):
     """Train on synthetic corpora variant by variant, score on real recordings."""
     import os
 
@@ -55,5 +56,5 @@ def bench(real, budget, causal, preset, variants, seed, jobs, out_dir):
 
     run_bench(list(real), out_dir, budget=budget, causal=causal, seed=seed,
                         variants=[v.strip() for v in variants.split(",") if v.strip()],
-                        jobs=jobs or os.cpu_count() or 1, log=lambda m: click.echo(m, err=True), preset=preset)
+                        jobs=jobs or os.cpu_count() or 1, log=lambda m: click.echo(m, err=True), preset=preset, model=model)
     click.echo((Path(out_dir) / "results.md").read_text())
