@@ -159,6 +159,12 @@ def run_bench(real: list[str], out_dir, budget: str = "smoke", causal: bool = Fa
     plan = BUDGETS[budget] if model is None else replace(BUDGETS[budget], model=str(model))
     if not real:
         raise UserError("give at least one real data set: --real bach10:PATH")
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise UserError(f"unknown variant(s) {', '.join(unknown)} (known: {', '.join(VARIANTS)})")
+    from .separation.config import resolve_config
+
+    resolve_config(plan.model)  # a bad model preset fails now, not after the first corpus
     real_tracks = []
     for spec in real:
         real_tracks += load_dataset(spec)

@@ -82,3 +82,16 @@ def test_dry_variant_has_no_room_and_one_soundfont(smoke):
 def test_unknown_budget_and_missing_real_set(tmp_path, capsys):
     assert main(["bench", "--real", f"bach10:{tmp_path / 'nope'}", "-o", str(tmp_path / "o")]) == 2
     assert "nope" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--variants", "dry,ful"], "unknown variant(s) ful"),
+    (["--model", "no_such_model"], "no_such_model"),
+    (["--preset", "no_such_corpus"], "no_such_corpus"),
+])
+def test_bad_options_fail_before_any_work(tmp_path, capsys, args, expected):
+    out = tmp_path / "o"
+    assert main(["bench", "--real", f"bach10:{BACH10}", "-o", str(out), *args]) == 2
+    err = capsys.readouterr().err
+    assert expected in err and err.count("\n") == 1
+    assert not out.exists()
