@@ -127,7 +127,8 @@ def check_programs(value, where: str) -> None:
     if not isinstance(value, dict):
         raise UserError(f"{where}: expected a table from instrument to instruments, got {value!r}")
     for inst, choice in value.items():
-        instruments.get(inst)
+        if instruments.find(inst) is None:
+            raise UserError(f"{where}: unknown instrument {inst!r} (known: {', '.join(instruments.names())})")
         spec.check(choice, f"{where} {inst}")
         for name in possible_values(choice):
             if not isinstance(name, str) or instruments.find(name) is None:

@@ -282,6 +282,7 @@ BAD_PRESETS = {
     "toml_syntax": ("[tracks\n", "malformed TOML", "Expected ']'"),
     "unknown_program_instrument": ('[timbre.programs]\nviolin = ["viola", "kazoo"]\n', "[timbre] key 'programs' violin",
                                    "unknown instrument 'kazoo'"),
+    "unknown_program_part": ('[timbre.programs]\nkazoo = ["violin"]\n', "[timbre] key 'programs'", "unknown instrument 'kazoo'"),
     "programs_not_a_table": ('[timbre]\nprograms = "viola"\n', "[timbre] key 'programs'", "expected a table"),
     "eq_bands_not_number": ('[timbre]\neq_bands = "many"\n', "[timbre] key 'eq_bands'", "expected a number"),
 }
