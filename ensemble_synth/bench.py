@@ -228,10 +228,9 @@ def results_markdown(results: dict) -> str:
         per = [_fmt(row["real"]["instruments"].get(i, {}).get("mean")) for i in instruments]
         lines.append(f"| {row['variant']} | {_fmt(row['synthetic']['mean'])} | {_fmt(row['real']['mean'])} | "
                      f"{_fmt(row['gap'])} | " + " | ".join(per) + " |")
-    reference = results.get("mixture_reference")
-    if reference:
-        per = [_fmt(reference["real"]["instruments"].get(i, {}).get("mean")) for i in instruments]
-        lines.append(f"| *mixture / parts (no model)* | | {_fmt(reference['real']['mean'])} | | " + " | ".join(per) + " |")
+    reference = results["mixture_reference"]
+    per = [_fmt(reference["real"]["instruments"].get(i, {}).get("mean")) for i in instruments]
+    lines.append(f"| *mixture / parts (no model)* | | {_fmt(reference['real']['mean'])} | | " + " | ".join(per) + " |")
     lines += ["", f"Wall time {results['wall_seconds']:.0f} s. SDR in dB. The last row scores the mixture itself, "
               "divided by the number of parts, as every part's estimate: a model below it makes the parts worse.", ""]
     return "\n".join(lines)

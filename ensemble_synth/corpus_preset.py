@@ -6,7 +6,7 @@ import copy
 import re
 from typing import Any
 
-from . import instruments, spec
+from . import spec
 from .errors import UserError
 from .presets import load_preset
 
@@ -123,16 +123,15 @@ def validate(preset: dict, source: str) -> None:
 
 
 def check_programs(value, where: str) -> None:
-    """[timbre] programs: a table from instrument to a choice of instruments (their GM programs)."""
+    """[timbre] programs: a table from instrument to a choice of instrument names (the names
+    themselves are checked with the other references)."""
     if not isinstance(value, dict):
         raise UserError(f"{where}: expected a table from instrument to instruments, got {value!r}")
     for inst, choice in value.items():
-        if instruments.find(inst) is None:
-            raise UserError(f"{where}: unknown instrument {inst!r} (known: {', '.join(instruments.names())})")
         spec.check(choice, f"{where} {inst}")
-        for name in possible_values(choice):
-            if not isinstance(name, str) or instruments.find(name) is None:
-                raise UserError(f"{where} {inst}: unknown instrument {name!r} (known: {', '.join(instruments.names())})")
+        bad = [v for v in possible_values(choice) if not isinstance(v, str)]
+        if bad:
+            raise UserError(f"{where} {inst}: expected instrument names, got {bad[0]!r}")
 
 
 def _is_number(x) -> bool:
@@ -187,6 +186,12 @@ def check_references(preset: dict, source: str) -> None:
                 loader(choice)
             except UserError as exc:
                 raise UserError(f"{source}: [{table}] key '{key}': {exc}") from None
+    for inst, choice in preset["timbre"]["programs"].items():
+        for name in [inst, *possible_values(choice)]:
+            try:
+                instruments.get(name)
+            except UserError as exc:
+                raise UserError(f"{source}: [timbre] key 'programs' {inst}: {exc}") from None
     rep = preset["repertoire"]
     try:
         if not isinstance(rep["source"], str) or not (rep["source"] == MUSIC21_BACH or rep["source"].startswith("midi:")):

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from ..bench import BASE_PRESET, VARIANTS
 from . import cli
 
 
@@ -41,10 +42,10 @@ def evaluate(model_path, dataset, segment, out_dir, sdr_only, device):
 @click.option("--real", "real", multiple=True, required=True, help="Real data set: bach10:PATH, urmp:PATH (repeatable).")
 @click.option("--budget", default="smoke", show_default=True, type=click.Choice(["smoke", "small", "full"]))
 @click.option("--causal", is_flag=True, help="Train causal models (cLN, no look-ahead).")
-@click.option("--preset", default="bach10_like", show_default=True,
+@click.option("--preset", default=BASE_PRESET, show_default=True,
               help="Corpus preset (name or TOML) whose synthesis the variants switch off part by part.")
 @click.option("--model", default=None, help="Model preset (name or TOML) in place of the budget's.")
-@click.option("--variants", default=",".join(("dry", "room", "timbre", "performance", "full")), show_default=True)
+@click.option("--variants", default=",".join(VARIANTS), show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--jobs", "-j", type=int, default=None, help="Generation workers [default: one per core].")
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False))
