@@ -29,6 +29,7 @@ MID_BANDS = (2, 3)  # 500 Hz and 1 kHz: "RT60" means their mean, as ISO 3382's T
 AIR_ABSORPTION = tuple(pra.parameters.Physics().get_air_absorption()["coeffs"])  # energy, 1/m (20 C, 50 %)
 WALL_ABSORPTION_RANGE = (0.01, 0.8)  # mean wall absorption a real room can have (bare concrete .. treated studio)
 MIN_WALL_DISTANCE = 0.3  # m between a player or a microphone and any wall, floor or ceiling
+SCENE_ATTEMPTS = 50  # draws of a room, seating and microphones before a scene that does not fit is an error
 MODELS = ("hybrid", "ism")
 WALLS = ("east", "west", "north", "south", "floor", "ceiling")
 
@@ -253,13 +254,20 @@ def sample_scene(room, layout, mics, instruments: list[str], rng: np.random.Gene
     """Resolve room, seating and microphones (presets, TOML paths or dicts) for these parts."""
     if not instruments:
         raise UserError("an ensemble needs at least one part")
-    room_spec = sample_room(load_room(room), rng)
-    layout_preset = load_layout(layout)
-    players = sample_players(layout_preset, list(instruments), room_spec.stage_centre, rng)
-    mic_preset = load_mics(mics)
-    mic_list, mixdown = sample_mics(mic_preset, players, room_spec.stage_centre, rng)
-    check_inside(room_spec, players, layout_preset.get("_source", "layout"))
-    check_inside(room_spec, mic_list, mic_preset.get("_source", "mics"))
+    room_preset, layout_preset, mic_preset = load_room(room), load_layout(layout), load_mics(mics)
+    # Ranges can combine into a scene that does not fit (a tall microphone array in a low
+    # room): draw again from the same stream. Presets that never fit still fail, naming why.
+    for attempt in range(SCENE_ATTEMPTS):
+        room_spec = sample_room(room_preset, rng)
+        players = sample_players(layout_preset, list(instruments), room_spec.stage_centre, rng)
+        mic_list, mixdown = sample_mics(mic_preset, players, room_spec.stage_centre, rng)
+        try:
+            check_inside(room_spec, players, layout_preset.get("_source", "layout"))
+            check_inside(room_spec, mic_list, mic_preset.get("_source", "mics"))
+            break
+        except UserError:
+            if attempt == SCENE_ATTEMPTS - 1:
+                raise
     seed = int(rng.integers(0, 2**31 - 1))
     return Scene(room_spec, tuple(players), tuple(mic_list), mixdown, seed)
 
