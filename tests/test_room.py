@@ -7,7 +7,7 @@ import pytest
 
 from ensemble_synth.errors import UserError
 from ensemble_synth.rir_cache import RirCache, distances, measure_rt60, simulate_rirs
-from ensemble_synth.room import Scene, feasible_rt60_range, sample_scene
+from ensemble_synth.room import MIN_WALL_DISTANCE, Scene, feasible_rt60_range, sample_scene
 
 FS = 16000
 QUARTET = ["violin", "violin", "viola", "cello"]
@@ -122,7 +122,7 @@ def test_tall_mic_array_in_a_low_sampled_room_is_drawn_again_not_an_error():
         scene = sample_scene(room, "bach10", "decca_tree_spots_mono", BACH10, np.random.default_rng(seed))
         dims = np.array(scene.room.dimensions)
         for mic in scene.mics:
-            assert min(min(mic.position), min(dims - np.array(mic.position))) >= 0.3
+            assert min(min(mic.position), min(dims - np.array(mic.position))) >= MIN_WALL_DISTANCE
 
 
 def test_mic_array_that_never_fits_still_names_the_problem():
