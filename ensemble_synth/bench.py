@@ -3,8 +3,9 @@
 For the ensemble of a real data set, one training corpus per variant (``dry`` baseline,
 ``room``, ``timbre``, ``performance``, ``full``) is generated from Bach chorales with the
 real pieces excluded (by catalogue number and by melody), the same ConvTasNet is trained
-on each for the same number of steps, and each model is scored on its own synthetic
-validation split and on the real recordings.
+on each for the same number of steps (several models side by side, one process each, when
+``jobs`` allows), and each model is scored on its own synthetic validation split and on the
+real recordings.
 """
 
 from __future__ import annotations
@@ -101,17 +102,36 @@ def real_scores(real: str) -> list[str]:
     return sorted(str(p) for p in root.glob(patterns.get(kind, "**/*.mid")))
 
 
-def _score_variant(variant, preset, budget, real_tracks, out_dir, seed, jobs, causal, progress, log):
-    from .datasets import load_dataset
+def _generate_variant(variant, preset, out_dir, seed, jobs, progress, log) -> tuple[Path, int, float]:
+    """The variant's training corpus (a finished one is reused): (path, tracks, seconds)."""
     from .generation import generate
-    from .model_eval import evaluate_model, mean_sdr
-    from .separation import load_separator, train
 
     corpus = out_dir / "corpora" / variant
-    run_dir = out_dir / "runs" / variant
     t0 = time.perf_counter()
     summary = generate(preset, corpus, seed=seed, jobs=jobs, progress=progress)
     log(f"[{variant}] corpus: {summary.line()}")
+    return corpus, summary.tracks, time.perf_counter() - t0
+
+
+def _train_and_score(variant: str, corpus: Path, out_dir: Path, budget: Budget, real: list[str], seed: int,
+                     causal: bool, threads: int, progress: bool) -> dict:
+    """Train the variant's model (a finished run is reused) and score it on synthetic and real
+    tracks. Runs in a worker process when variants train side by side."""
+    import sys
+
+    import torch
+
+    from .datasets import load_dataset
+    from .model_eval import evaluate_model, mean_sdr
+    from .separation import load_separator, train
+
+    if threads:
+        torch.set_num_threads(threads)
+
+    def log(msg):
+        print(f"[{variant}] {msg}", file=sys.stderr, flush=True)
+
+    run_dir = out_dir / "runs" / variant
     t1 = time.perf_counter()
     model_path = run_dir / "model.pt"
     if not (run_dir / "done").exists():
@@ -119,27 +139,54 @@ def _score_variant(variant, preset, budget, real_tracks, out_dir, seed, jobs, ca
         if causal:
             overrides.update({"causal": True, "norm": "cLN"})
         model_path = train(corpus, run_dir, model=budget.model, seed=seed, progress=progress,
-                           resume=(run_dir / "last.pt").exists(), **overrides)
+                           log=None if progress else log, resume=(run_dir / "last.pt").exists(), **overrides)
         (run_dir / "done").write_text("trained\n")
     t2 = time.perf_counter()
     separator = load_separator(model_path)
-    synthetic_tracks = load_dataset(f"folder:{corpus / 'valid'}")
-    synthetic = evaluate_model(separator, synthetic_tracks, metrics=("SDR",))
-    real = evaluate_model(separator, real_tracks, metrics=("SDR",))
+    synthetic = evaluate_model(separator, load_dataset(f"folder:{corpus / 'valid'}"), metrics=("SDR",))
+    real_tracks = [t for spec in real for t in load_dataset(spec)]
+    real_scores_ = evaluate_model(separator, real_tracks, metrics=("SDR",))
     t3 = time.perf_counter()
     (out_dir / "scores").mkdir(parents=True, exist_ok=True)
-    scores = {"synthetic": [r.to_json() for r in synthetic], "real": [r.to_json() for r in real]}
+    scores = {"synthetic": [r.to_json() for r in synthetic], "real": [r.to_json() for r in real_scores_]}
     (out_dir / "scores" / f"{variant}.json").write_text(json.dumps(scores))
-    syn, rea = mean_sdr(synthetic), mean_sdr(real)
-    log(f"[{variant}] synthetic SDR {syn['mean']:.2f} dB, real SDR {rea['mean']:.2f} dB")
+    syn, rea = mean_sdr(synthetic), mean_sdr(real_scores_)
+    log(f"synthetic SDR {syn['mean']:.2f} dB, real SDR {rea['mean']:.2f} dB")
     return {
         "variant": variant,
         "synthetic": syn,
         "real": rea,
         "gap": (syn["mean"] - rea["mean"]) if syn["mean"] is not None and rea["mean"] is not None else None,
-        "corpus": {"path": str(corpus), "tracks": summary.tracks},
-        "seconds": {"generate": round(t1 - t0, 1), "train": round(t2 - t1, 1), "evaluate": round(t3 - t2, 1)},
+        "seconds": {"train": round(t2 - t1, 1), "evaluate": round(t3 - t2, 1)},
     }
+
+
+def training_workers(jobs: int, variants: int) -> tuple[int, int]:
+    """(models trained side by side, torch threads each). One ConvTasNet process barely gains
+    from a second CPU thread, so on a few cores separate processes train more steps an hour."""
+    import os
+
+    cores = os.cpu_count() or 1
+    workers = max(1, min(jobs, variants, cores))
+    return workers, max(1, cores // workers) if workers > 1 else 0
+
+
+def _train_all(corpora: dict, out_dir, plan, real, seed, causal, jobs, progress, log) -> dict:
+    """Every variant's scores row, training ``training_workers`` models at a time."""
+    workers, threads = training_workers(jobs, len(corpora))
+    if workers == 1:
+        return {v: _train_and_score(v, c, out_dir, plan, real, seed, causal, 0, progress) for v, c in corpora.items()}
+    import concurrent.futures as cf
+    import multiprocessing
+
+    log(f"training {workers} variants at a time ({threads} thread(s) each); epoch lines follow, "
+        f"curves in {out_dir / 'runs' / '<variant>' / 'metrics.csv'}")
+    # spawn: the parent may already run torch threads, which a forked child would inherit broken
+    context = multiprocessing.get_context("spawn")
+    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        futures = {v: pool.submit(_train_and_score, v, c, out_dir, plan, real, seed, causal, threads, False)
+                   for v, c in corpora.items()}
+        return {v: f.result() for v, f in futures.items()}
 
 
 def run_bench(real: list[str], out_dir, budget: str = "smoke", causal: bool = False, seed: int = 0,
@@ -181,10 +228,20 @@ def run_bench(real: list[str], out_dir, budget: str = "smoke", causal: bool = Fa
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    rows = []
+    corpora, generated = {}, {}
     for variant in variants:
         variant_spec = variant_preset(base, variant, plan, layout, melodies)
-        rows.append(_score_variant(variant, variant_spec, plan, real_tracks, out_dir, seed, jobs, causal, progress, log))
+        corpus, tracks, seconds = _generate_variant(variant, variant_spec, out_dir, seed, jobs, progress, log)
+        corpora[variant] = corpus
+        generated[variant] = ({"path": str(corpus), "tracks": tracks}, round(seconds, 1))
+    scored = _train_all(corpora, out_dir, plan, list(real), seed, causal, jobs, progress, log)
+    rows = []
+    for variant in variants:
+        corpus_info, seconds = generated[variant]
+        row = scored[variant]
+        row["corpus"] = corpus_info
+        row["seconds"] = {"generate": seconds, **row["seconds"]}
+        rows.append(row)
     from .model_eval import evaluate_mixture, mean_sdr
 
     results = {
@@ -197,6 +254,7 @@ def run_bench(real: list[str], out_dir, budget: str = "smoke", causal: bool = Fa
         "ensemble": {"layout": layout, "instruments": instruments},
         "excluded": {"names": base["repertoire"]["exclude"], "melodies_of": melodies},
         "training": f"same steps for every variant: {plan.epochs} epochs x {plan.steps_per_epoch} steps, model preset '{plan.model}'",
+        "training_workers": dict(zip(("models_at_a_time", "threads_each"), training_workers(jobs, len(variants)))),
         "evaluation": "SDR (BSSEval v4 images, museval-compatible), median over 1 s frames per part, mean over tracks, then over instruments; real pieces whole",
         "variants": rows,
         "mixture_reference": {"real": mean_sdr(evaluate_mixture(real_tracks))},

@@ -21,7 +21,7 @@ def smoke(tmp_path_factory):
     old = os.environ.get("ENSEMBLE_SYNTH_CACHE")
     os.environ["ENSEMBLE_SYNTH_CACHE"] = str(out / "cache")
     try:
-        status = main(["bench", "--real", f"bach10:{BACH10}", "--budget", "smoke", "-o", str(out / "run"), "--jobs", "1"])
+        status = main(["bench", "--real", f"bach10:{BACH10}", "--budget", "smoke", "-o", str(out / "run"), "--jobs", "2"])
     finally:
         if old is None:
             os.environ.pop("ENSEMBLE_SYNTH_CACHE")
@@ -47,6 +47,8 @@ def test_every_variant_is_trained_and_scored(smoke):
     # four uncorrelated parts of equal level: the mixture over four scores about 10 log10(4/3) = 1.25 dB
     assert 0.5 < reference["mean"] < 2.0
     assert results["preset"] == "bach10_like"
+    # two workers on a machine with two or more cores: variants train side by side, one process each
+    assert results["training_workers"]["models_at_a_time"] == min(2, os.cpu_count())
 
 
 def test_table_and_plot_are_written(smoke):

@@ -47,7 +47,7 @@ def evaluate(model_path, dataset, segment, out_dir, sdr_only, device):
 @click.option("--model", default=None, help="Model preset (name or TOML) in place of the budget's.")
 @click.option("--variants", default=",".join(VARIANTS), show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--jobs", "-j", type=int, default=None, help="Generation workers [default: one per core].")
+@click.option("--jobs", "-j", type=int, default=None, help="Worker processes: corpus generation, and models trained side by side [default: one per core].")
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False))
 def bench(real, budget, causal, preset, model, variants, seed, jobs, out_dir):
     """Train on synthetic corpora variant by variant, score on real recordings."""

@@ -100,12 +100,13 @@ def _check_resume(state: dict, config: dict, layout: dict, run_dir: Path) -> Non
 
 def train(corpus_dir, run_dir, model="small", target: str | None = None, max_minutes: float | None = None,
           max_steps: int | None = None, epochs: int | None = None, device: str = "auto", seed: int = 0,
-          progress: bool = True, resume: bool = False, **overrides) -> Path:
+          progress: bool = True, resume: bool = False, log=None, **overrides) -> Path:
     """Train a ConvTasNet on ``corpus_dir``; returns ``run_dir/model.pt`` (the best epoch).
 
     ``model`` is a preset name, a TOML path or a config dict; ``overrides`` replace single keys
     of its ``[model]`` or ``[training]`` table (e.g. ``batch_size=2``). ``target`` trains
     target-versus-accompaniment for one instrument instead of one output per part.
+    ``log`` receives the epoch lines (default: stderr when ``progress``, else nowhere).
     """
     started = time.monotonic()
     corpus_dir, run_dir = Path(corpus_dir), Path(run_dir)
@@ -167,7 +168,8 @@ def train(corpus_dir, run_dir, model="small", target: str | None = None, max_min
     budget = max_minutes * 60.0 if max_minutes is not None else math.inf
     valid_seconds = 0.0
     stop_reason = ""
-    log = (lambda msg: tqdm.write(msg, file=sys.stderr)) if progress else (lambda msg: None)
+    if log is None:
+        log = (lambda msg: tqdm.write(msg, file=sys.stderr)) if progress else (lambda msg: None)
     log(f"training {config['name']} ({count_parameters(net) / 1e6:.2f} M parameters) on {torch_device}: "
         f"{len(train_tracks)} train / {len(valid_tracks)} valid tracks, outputs {', '.join(layout.output_names)}")
     if valid_tracks is train_tracks:
