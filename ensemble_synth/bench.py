@@ -116,7 +116,8 @@ def _generate_variant(variant, preset, out_dir, seed, jobs, progress, log) -> tu
 def _train_and_score(variant: str, corpus: Path, out_dir: Path, budget: Budget, real: list[str], seed: int,
                      causal: bool, threads: int, progress: bool) -> dict:
     """Train the variant's model (a finished run is reused) and score it on synthetic and real
-    tracks. Runs in a worker process when variants train side by side."""
+    tracks. Runs in a worker process of its own."""
+    import os
     import sys
 
     import torch
@@ -125,8 +126,7 @@ def _train_and_score(variant: str, corpus: Path, out_dir: Path, budget: Budget, 
     from .model_eval import evaluate_model, mean_sdr
     from .separation import load_separator, train
 
-    if threads:
-        torch.set_num_threads(threads)
+    torch.set_num_threads(threads)
 
     def log(msg):
         print(f"[{variant}] {msg}", file=sys.stderr, flush=True)
@@ -158,6 +158,8 @@ def _train_and_score(variant: str, corpus: Path, out_dir: Path, budget: Budget, 
         "real": rea,
         "gap": (syn["mean"] - rea["mean"]) if syn["mean"] is not None and rea["mean"] is not None else None,
         "seconds": {"train": round(t2 - t1, 1), "evaluate": round(t3 - t2, 1)},
+        "training_process": {"threads": torch.get_num_threads(),
+                             "allocator": "jemalloc" if "jemalloc" in os.environ.get("LD_PRELOAD", "") else "default"},
     }
 
 
@@ -168,25 +170,31 @@ def training_workers(jobs: int, variants: int) -> tuple[int, int]:
 
     cores = os.cpu_count() or 1
     workers = max(1, min(jobs, variants, cores))
-    return workers, max(1, cores // workers) if workers > 1 else 0
+    return workers, max(1, cores // workers)
 
 
 def _train_all(corpora: dict, out_dir, plan, real, seed, causal, jobs, progress, log) -> dict:
-    """Every variant's scores row, training ``training_workers`` models at a time."""
-    workers, threads = training_workers(jobs, len(corpora))
-    if workers == 1:
-        return {v: _train_and_score(v, c, out_dir, plan, real, seed, causal, 0, progress) for v, c in corpora.items()}
+    """Every variant's scores row, training ``training_workers`` models at a time, each in a
+    process of its own (with jemalloc preloaded where it is installed)."""
     import concurrent.futures as cf
     import multiprocessing
 
-    log(f"training {workers} variants at a time ({threads} thread(s) each); epoch lines follow, "
-        f"curves in {out_dir / 'runs' / '<variant>' / 'metrics.csv'}")
+    from .separation.allocator import training_allocator_env
+
+    workers, threads = training_workers(jobs, len(corpora))
+    alone = workers == 1
+    if not alone:
+        log(f"training {workers} variants at a time ({threads} thread(s) each); epoch lines follow, "
+            f"curves in {out_dir / 'runs' / '<variant>' / 'metrics.csv'}")
     # spawn: the parent may already run torch threads, which a forked child would inherit broken
     context = multiprocessing.get_context("spawn")
-    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        futures = {v: pool.submit(_train_and_score, v, c, out_dir, plan, real, seed, causal, threads, False)
-                   for v, c in corpora.items()}
-        return {v: f.result() for v, f in futures.items()}
+    with training_allocator_env() as jemalloc:
+        if jemalloc is None:
+            log("jemalloc not found: training runs with the default allocator (several times slower on CPU)")
+        with cf.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            futures = {v: pool.submit(_train_and_score, v, c, out_dir, plan, real, seed, causal, threads,
+                                      progress and alone) for v, c in corpora.items()}
+            return {v: f.result() for v, f in futures.items()}
 
 
 def run_bench(real: list[str], out_dir, budget: str = "smoke", causal: bool = False, seed: int = 0,

@@ -49,6 +49,8 @@ def test_every_variant_is_trained_and_scored(smoke):
     assert results["preset"] == "bach10_like"
     # two workers on a machine with two or more cores: variants train side by side, one process each
     assert results["training_workers"]["models_at_a_time"] == min(2, os.cpu_count())
+    # the training processes preload jemalloc (installed with the package's system dependencies)
+    assert {row["training_process"]["allocator"] for row in results["variants"]} == {"jemalloc"}
 
 
 def test_table_and_plot_are_written(smoke):
