@@ -173,7 +173,8 @@ class SegmentSampler:
                 sources = []
                 for index in range(len(self.layout.output_names)):
                     track, start = self._pick(rng)
-                    source = read_sources(track, self.layout.groups(track), start, self.samples, self.rate)[index]
+                    group = self.layout.groups(track)[index]
+                    source = read_sources(track, [group], start, self.samples, self.rate)[0]
                     gain = 10.0 ** (rng.uniform(-self.gain_db, self.gain_db) / 20.0)
                     sources.append(source * np.float32(gain))
                 stacked = np.stack(sources)
