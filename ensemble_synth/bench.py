@@ -117,7 +117,6 @@ def _train_and_score(variant: str, corpus: Path, out_dir: Path, budget: Budget, 
                      causal: bool, threads: int, progress: bool) -> dict:
     """Train the variant's model (a finished run is reused) and score it on synthetic and real
     tracks. Runs in a worker process of its own."""
-    import os
     import sys
 
     import torch
@@ -125,6 +124,7 @@ def _train_and_score(variant: str, corpus: Path, out_dir: Path, budget: Budget, 
     from .datasets import load_dataset
     from .model_eval import evaluate_model, mean_sdr
     from .separation import load_separator, train
+    from .separation.allocator import jemalloc_preloaded
 
     torch.set_num_threads(threads)
 
@@ -144,13 +144,14 @@ def _train_and_score(variant: str, corpus: Path, out_dir: Path, budget: Budget, 
     t2 = time.perf_counter()
     separator = load_separator(model_path)
     synthetic = evaluate_model(separator, load_dataset(f"folder:{corpus / 'valid'}"), metrics=("SDR",))
+    # loaded again here rather than sent from the parent: a spawned worker would unpickle the audio anyway
     real_tracks = [t for spec in real for t in load_dataset(spec)]
-    real_scores_ = evaluate_model(separator, real_tracks, metrics=("SDR",))
+    real_results = evaluate_model(separator, real_tracks, metrics=("SDR",))
     t3 = time.perf_counter()
     (out_dir / "scores").mkdir(parents=True, exist_ok=True)
-    scores = {"synthetic": [r.to_json() for r in synthetic], "real": [r.to_json() for r in real_scores_]}
+    scores = {"synthetic": [r.to_json() for r in synthetic], "real": [r.to_json() for r in real_results]}
     (out_dir / "scores" / f"{variant}.json").write_text(json.dumps(scores))
-    syn, rea = mean_sdr(synthetic), mean_sdr(real_scores_)
+    syn, rea = mean_sdr(synthetic), mean_sdr(real_results)
     log(f"synthetic SDR {syn['mean']:.2f} dB, real SDR {rea['mean']:.2f} dB")
     return {
         "variant": variant,
@@ -159,7 +160,7 @@ def _train_and_score(variant: str, corpus: Path, out_dir: Path, budget: Budget, 
         "gap": (syn["mean"] - rea["mean"]) if syn["mean"] is not None and rea["mean"] is not None else None,
         "seconds": {"train": round(t2 - t1, 1), "evaluate": round(t3 - t2, 1)},
         "training_process": {"threads": torch.get_num_threads(),
-                             "allocator": "jemalloc" if "jemalloc" in os.environ.get("LD_PRELOAD", "") else "default"},
+                             "allocator": "jemalloc" if jemalloc_preloaded() else "default"},
     }
 
 
@@ -173,15 +174,14 @@ def training_workers(jobs: int, variants: int) -> tuple[int, int]:
     return workers, max(1, cores // workers)
 
 
-def _train_all(corpora: dict, out_dir, plan, real, seed, causal, jobs, progress, log) -> dict:
-    """Every variant's scores row, training ``training_workers`` models at a time, each in a
-    process of its own (with jemalloc preloaded where it is installed)."""
+def _train_all(corpora: dict, out_dir, plan, real, seed, causal, workers, threads, progress, log) -> dict:
+    """Every variant's scores row, training ``workers`` models at a time with ``threads`` torch
+    threads each, each in a process of its own (with jemalloc preloaded where it is installed)."""
     import concurrent.futures as cf
     import multiprocessing
 
     from .separation.allocator import training_allocator_env
 
-    workers, threads = training_workers(jobs, len(corpora))
     alone = workers == 1
     if not alone:
         log(f"training {workers} variants at a time ({threads} thread(s) each); epoch lines follow, "
@@ -189,7 +189,7 @@ def _train_all(corpora: dict, out_dir, plan, real, seed, causal, jobs, progress,
     # spawn: the parent may already run torch threads, which a forked child would inherit broken
     context = multiprocessing.get_context("spawn")
     with training_allocator_env() as jemalloc:
-        if jemalloc is None:
+        if not jemalloc:
             log("jemalloc not found: training runs with the default allocator (several times slower on CPU)")
         with cf.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
             futures = {v: pool.submit(_train_and_score, v, c, out_dir, plan, real, seed, causal, threads,
@@ -214,6 +214,8 @@ def run_bench(real: list[str], out_dir, budget: str = "smoke", causal: bool = Fa
     plan = BUDGETS[budget] if model is None else replace(BUDGETS[budget], model=str(model))
     if not real:
         raise UserError("give at least one real data set: --real bach10:PATH")
+    if jobs < 1:
+        raise UserError(f"--jobs {jobs}: must be at least 1")
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise UserError(f"unknown variant(s) {', '.join(unknown)} (known: {', '.join(VARIANTS)})")
@@ -242,7 +244,8 @@ def run_bench(real: list[str], out_dir, budget: str = "smoke", causal: bool = Fa
         corpus, tracks, seconds = _generate_variant(variant, variant_spec, out_dir, seed, jobs, progress, log)
         corpora[variant] = corpus
         generated[variant] = ({"path": str(corpus), "tracks": tracks}, round(seconds, 1))
-    scored = _train_all(corpora, out_dir, plan, list(real), seed, causal, jobs, progress, log)
+    workers, threads = training_workers(jobs, len(variants))
+    scored = _train_all(corpora, out_dir, plan, list(real), seed, causal, workers, threads, progress, log)
     rows = []
     for variant in variants:
         corpus_info, seconds = generated[variant]
@@ -262,7 +265,7 @@ def run_bench(real: list[str], out_dir, budget: str = "smoke", causal: bool = Fa
         "ensemble": {"layout": layout, "instruments": instruments},
         "excluded": {"names": base["repertoire"]["exclude"], "melodies_of": melodies},
         "training": f"same steps for every variant: {plan.epochs} epochs x {plan.steps_per_epoch} steps, model preset '{plan.model}'",
-        "training_workers": dict(zip(("models_at_a_time", "threads_each"), training_workers(jobs, len(variants)))),
+        "training_workers": {"models_at_a_time": workers, "threads_each": threads},
         "evaluation": "SDR (BSSEval v4 images, museval-compatible), median over 1 s frames per part, mean over tracks, then over instruments; real pieces whole",
         "variants": rows,
         "mixture_reference": {"real": mean_sdr(evaluate_mixture(real_tracks))},

@@ -92,6 +92,7 @@ def test_unknown_budget_and_missing_real_set(tmp_path, capsys):
     (["--variants", "dry,ful"], "unknown variant(s) ful"),
     (["--model", "no_such_model"], "no_such_model"),
     (["--preset", "no_such_corpus"], "no_such_corpus"),
+    (["--jobs", "-1"], "--jobs -1: must be at least 1"),
 ])
 def test_bad_options_fail_before_any_work(tmp_path, capsys, args, expected):
     out = tmp_path / "o"

@@ -26,20 +26,25 @@ def find_jemalloc() -> str | None:
     return name if name and Path(name).is_absolute() else None
 
 
+def jemalloc_preloaded() -> bool:
+    """Whether this process (and what it starts) runs with jemalloc preloaded."""
+    return "jemalloc" in os.environ.get("LD_PRELOAD", "")
+
+
 @contextlib.contextmanager
 def training_allocator_env():
     """Within the block, processes started from here preload jemalloc (when installed and not
-    already preloaded); the environment is restored afterwards. Yields the library or None."""
-    library = find_jemalloc()
-    preload = os.environ.get("LD_PRELOAD", "")
-    if library is None or "jemalloc" in preload:
-        yield library if "jemalloc" in preload else None
+    already preloaded); the environment is restored afterwards. Yields whether they do."""
+    library = None if jemalloc_preloaded() else find_jemalloc()
+    if library is None:
+        yield jemalloc_preloaded()
         return
+    preload = os.environ.get("LD_PRELOAD", "")
     saved = {k: os.environ.get(k) for k in ("LD_PRELOAD", "MALLOC_CONF")}
     os.environ["LD_PRELOAD"] = f"{library}:{preload}" if preload else library
     os.environ["MALLOC_CONF"] = TRAINING_MALLOC_CONF
     try:
-        yield library
+        yield True
     finally:
         for key, value in saved.items():
             if value is None:
