@@ -1,0 +1,51 @@
+"""Record (or compute) the sha256 of every file of small corpora generated from the bundled presets.
+
+``python tests/regression/record.py`` rewrites ``corpus_sha256.json``; the test
+``tests/test_regression.py`` regenerates the same corpora and compares. Run it only when a
+change of the corpus bytes is intended, and say so in the commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import tempfile
+import tomllib
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+FIXTURE = HERE / "corpus_sha256.json"
+PRESETS = ("string_quartet", "bach10_like", "woodwind_quintet")
+TRACKS = {"train": 2, "valid": 1, "test": 0}
+SEED = 7
+
+
+def file_digest(path: Path) -> str:
+    if path.name == "corpus.toml":  # package and library versions are recorded there; leave them out
+        record = tomllib.loads(path.read_text())
+        record.pop("versions", None)
+        return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def corpus_digests(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): file_digest(p) for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def generate_all(work: Path) -> dict[str, dict[str, str]]:
+    from ensemble_synth import generate
+
+    out = {}
+    for name in PRESETS:
+        generate(name, work / name, seed=SEED, tracks=TRACKS, jobs=1, write_dry=True, write_midi=True,
+                 rir_cache=work / "rirs", progress=False)
+        out[name] = corpus_digests(work / name)
+    return out
+
+
+if __name__ == "__main__":
+    with tempfile.TemporaryDirectory() as tmp:
+        digests = generate_all(Path(tmp))
+    FIXTURE.write_text(json.dumps(digests, indent=1, sort_keys=True) + "\n")
+    print(f"{FIXTURE}: {sum(len(v) for v in digests.values())} files", file=sys.stderr)
