@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import scipy.signal
 
-from ensemble_synth.evaluation import METRICS, evaluate_sources
+from ensemble_synth.evaluation.metrics import METRICS, evaluate_sources
 from ensemble_synth.fileio import read_wav, write_wav
 
 SR = 44100

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pretty_midi
 
-from ensemble_synth import instruments, soundfonts
-from ensemble_synth.score import load_midi
-from ensemble_synth.synth import PartVoice, render_parts
+from ensemble_synth.music import instruments
+from ensemble_synth.synthesis import soundfonts
+from ensemble_synth.music.score import load_midi
+from ensemble_synth.synthesis.fluid_renderer import PartVoice, render_parts
 
 SCORE = Path(__file__).resolve().parents[2] / "shared" / "real" / "bach10" / "01-AchGottundHerr" / "01-AchGottundHerr.mid"
 LINEUP = ["violin", "clarinet", "tenor_saxophone", "bassoon"]

@@ -20,9 +20,10 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 import pyroomacoustics as pra  # noqa: E402
 
-from ensemble_synth.mix import spatialize  # noqa: E402
-from ensemble_synth.rir_cache import _directivity, measure_rt60, simulate_rirs  # noqa: E402
-from ensemble_synth.room import RirCache, sample_scene  # noqa: E402
+from ensemble_synth.acoustics.capture import spatialize  # noqa: E402
+from ensemble_synth.acoustics.rir_simulation import _directivity, measure_rt60, simulate_rirs  # noqa: E402
+from ensemble_synth.acoustics.rir_cache import RirCache  # noqa: E402
+from ensemble_synth.acoustics.scene import sample_scene  # noqa: E402
 
 FS = 44100
 HALL = {"name": "hall_1.6s", "dimensions": [18.0, 25.0, 12.0], "rt60": 1.6, "stage_centre": [0.5, 0.8],

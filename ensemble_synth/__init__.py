@@ -1,25 +1,46 @@
-"""ensemble_synth: realistic synthetic recordings of small classical ensembles."""
+"""ensemble_synth: realistic synthetic recordings of small classical ensembles.
 
-__version__ = "0.1.0"
+The pipeline, one subpackage a stage: ``music`` (instruments, repertoire, scores,
+performance) -> ``synthesis`` (soundfonts, FluidSynth, timbre) -> ``acoustics`` (seating,
+rooms, microphones, impulse responses, capture) -> ``corpus`` (presets, sampling, rendering,
+the on-disk format, generation) -> ``separation`` (ConvTasNet, torch) and ``evaluation``
+(metrics, reports, real data sets). See docs/architecture.md.
+"""
 
-from .errors import UserError  # noqa: E402
+from __future__ import annotations
 
-# The public corpus API, imported on first use so that `import ensemble_synth` stays light.
-_LAZY = {
-    "generate": ("generation", "generate"),
-    "sample_track": ("corpus", "sample_track"),
-    "render_track": ("corpus", "render_track"),
-    "write_track": ("generation", "write_track"),
-    "Augmentation": ("augment", "Augmentation"),
-}
+from typing import TYPE_CHECKING
 
-__all__ = ["UserError", "__version__", *_LAZY]
+from ._version import __version__
+from .corpus.augment import Augmentation
+from .corpus.format import TrackEntry, read_manifest, write_track
+from .corpus.generation import Summary, generate
+from .corpus.rendering import RenderedTrack, render_track
+from .corpus.sampling import sample_track
+from .errors import UserError
+from .evaluation.datasets import Recording, load_dataset
+from .evaluation.metrics import evaluate_sources
+from .fileio import read_wav, write_wav
+
+if TYPE_CHECKING:  # torch-dependent: loaded on first use
+    from .separation import Separator, load_separator, train
+
+_TORCH = {"train": "train", "load_separator": "load_separator", "Separator": "Separator"}
+
+__all__ = [
+    "Augmentation", "RenderedTrack", "Recording", "Separator", "Summary", "TrackEntry", "UserError", "__version__",
+    "evaluate_sources", "generate", "load_dataset", "load_separator", "read_manifest", "read_wav", "render_track",
+    "sample_track", "train", "write_track", "write_wav",
+]
 
 
-def __getattr__(name):
-    if name in _LAZY:
-        import importlib
+def __getattr__(name: str):
+    if name in _TORCH:
+        from . import separation
 
-        module, attr = _LAZY[name]
-        return getattr(importlib.import_module(f".{module}", __name__), attr)
+        return getattr(separation, _TORCH[name])
     raise AttributeError(f"module 'ensemble_synth' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from .errors import UserError
+
 
 def _tmp_sibling(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp{os.getpid()}")
@@ -67,7 +69,6 @@ def atomic_directory(out_dir: str | os.PathLike, overwrite: bool = False):
     On any exception the temporary directory is removed and nothing is left at
     ``out_dir``. An existing non-empty ``out_dir`` is refused unless ``overwrite``.
     """
-    from .errors import UserError
 
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import functools
 from importlib import metadata
 
+from ._version import __version__
+
 
 def _dist_version(name: str) -> str | None:
     try:
@@ -28,8 +30,6 @@ def fluidsynth_library_version() -> str | None:
 
 @functools.lru_cache(maxsize=1)
 def versions() -> dict[str, str | None]:
-    from . import __version__
-
     out = {"ensemble_synth": __version__, "fluidsynth": fluidsynth_library_version()}
     for dist in ("pyfluidsynth", "pretty_midi", "pyroomacoustics", "numpy", "scipy", "soundfile"):
         out[dist] = _dist_version(dist)

@@ -6,8 +6,12 @@ import sys
 
 import pytest
 
-from ensemble_synth.bench import training_workers
-from ensemble_synth.separation.allocator import find_jemalloc, jemalloc_preloaded, training_allocator_env
+from ensemble_synth.separation.allocator import (
+    find_jemalloc,
+    jemalloc_preloaded,
+    training_allocator_env,
+)
+from ensemble_synth.synth_vs_real import training_workers
 
 
 def _child_env(key):

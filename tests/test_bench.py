@@ -4,12 +4,15 @@ import json
 import os
 
 import pytest
-
-from ensemble_synth.bench import VARIANTS
-from ensemble_synth.cli import main
-from ensemble_synth.repertoire import load_midi_piece, load_music21_bach, same_melody
-
 from helpers import BACH10
+
+from ensemble_synth.cli import main
+from ensemble_synth.music.repertoire import (
+    load_midi_piece,
+    load_music21_bach,
+    same_melody,
+)
+from ensemble_synth.synth_vs_real import VARIANTS
 
 BACH10_EXCLUDED = {"bwv255", "bwv48.3", "bwv256", "bwv274", "bwv62.6", "bwv275", "bwv296", "bwv297",
                    "bwv326", "bwv327", "bwv364", "bwv385"}

@@ -19,14 +19,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tomli_w
+from helpers import BACH10_01_MIDI
 
 from ensemble_synth.cli import main
-from ensemble_synth.corpus import RenderedTrack, assign_voices, check_track, render_track, sample_track
+from ensemble_synth.corpus.generation import generate
+from ensemble_synth.corpus.rendering import RenderedTrack, check_track, render_track
+from ensemble_synth.corpus.sampling import assign_voices, sample_track
 from ensemble_synth.errors import UserError
 from ensemble_synth.fileio import read_wav
-from ensemble_synth.generation import generate
-from ensemble_synth.repertoire import Repertoire, load_midi_piece, load_music21_bach, music21_bach_ids, same_melody
-from helpers import BACH10_01_MIDI
+from ensemble_synth.music.repertoire import (
+    Repertoire,
+    load_midi_piece,
+    load_music21_bach,
+    music21_bach_ids,
+    same_melody,
+)
 
 # The installed console script; the same entry point through python -c where it is missing.
 _SCRIPT = Path(sys.executable).with_name("ensemble-synth")
@@ -307,7 +314,7 @@ def test_a_malformed_preset_is_one_line_and_writes_nothing(tmp_path, capsys, cas
 
 @pytest.fixture(scope="module")
 def rendered(corpus, rir_cache) -> RenderedTrack:
-    from ensemble_synth.rir_cache import RirCache
+    from ensemble_synth.acoustics.rir_cache import RirCache
 
     meta = json.loads((tracks(corpus)[0] / "metadata.json").read_text())
     meta.pop("rendered")
@@ -420,9 +427,9 @@ def test_inline_layout_and_room_tables():
 
 
 def test_transposition_never_pushes_notes_out_of_range():
-    from ensemble_synth import instruments
-    from ensemble_synth.corpus import load_piece
-    from ensemble_synth.performance import perform
+    from ensemble_synth.corpus.sampling import load_piece
+    from ensemble_synth.music import instruments
+    from ensemble_synth.music.performance import perform
 
     def outside(track, transpose):
         perf = {**track["performance"], "transpose": transpose}

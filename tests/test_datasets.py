@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import csv
 import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from ensemble_synth.datasets import Track, load_dataset
+from ensemble_synth.corpus import format as corpus_format
 from ensemble_synth.errors import UserError
+from ensemble_synth.evaluation.datasets import Recording, load_dataset
 from ensemble_synth.fileio import read_wav, write_wav
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "real"
@@ -83,10 +85,17 @@ def test_folder_layout_corpus_with_splits_and_manifest(tmp_path):
     assert tracks[0].instruments == ["violin", "cello", "flute"]
     assert tracks[0].stems.shape == (3, 2, 4000)
     np.testing.assert_array_equal(tracks[0].stems[2], _tone(seed=2))
-    (tmp_path / "manifest.csv").write_text("id,split,duration\nb,test,0.5\n")
+    # The manifest as generation writes it (it lists only b): the folder loader follows it.
+    row = {"track_id": "b", "split": "test", "path": "test/b", "duration": "0.25", "sample_rate": 16000,
+           "channels": 2, "ensemble": "custom", "parts": "1_violin;2_cello;10_flute", "instruments": "violin;cello;flute",
+           "room": "none", "rt60": "", "mics": "none", "source": "x"}
+    with open(tmp_path / corpus_format.MANIFEST, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=corpus_format.MANIFEST_COLUMNS)
+        writer.writeheader()
+        writer.writerow(row)
     assert [t.name for t in load_dataset(f"folder:{tmp_path}")] == ["b"]
     assert [t.name for t in load_dataset(f"folder:{tmp_path / 'train' / 'a'}")] == ["a"]
-    assert isinstance(tracks[0], Track)
+    assert isinstance(tracks[0], Recording)
 
 
 def test_unknown_kind_lists_the_kinds(tmp_path):

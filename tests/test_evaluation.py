@@ -9,9 +9,21 @@ import pytest
 import scipy.signal
 
 from ensemble_synth.cli import main
-from ensemble_synth.evaluation import METRICS, evaluate_sources, framewise_sdr, si_sdr, snr
+from ensemble_synth.evaluation.metrics import (
+    METRICS,
+    evaluate_sources,
+    framewise_sdr,
+    si_sdr,
+    snr,
+)
+from ensemble_synth.evaluation.report import (
+    TrackResult,
+    markdown_table,
+    score_arrays,
+    summarize,
+    write_report,
+)
 from ensemble_synth.fileio import write_wav
-from ensemble_synth.report import TrackResult, markdown_table, score_arrays, summarize, write_report
 
 museval = pytest.importorskip("museval")
 

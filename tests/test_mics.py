@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
+from ensemble_synth.acoustics.capture import composite_rirs
+from ensemble_synth.acoustics.rir_simulation import simulate_rirs
+from ensemble_synth.acoustics.scene import sample_scene
 from ensemble_synth.errors import UserError
-from ensemble_synth.mix import composite_rirs
-from ensemble_synth.rir_cache import simulate_rirs
-from ensemble_synth.room import sample_scene
 
 FS = 16000
 C = 343.0

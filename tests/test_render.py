@@ -5,14 +5,14 @@ import json
 import numpy as np
 import pytest
 import soundfile as sf
+from helpers import BACH10_01_MIDI, fundamental, write_midi
 
-from ensemble_synth import instruments, soundfonts
 from ensemble_synth.cli import main
 from ensemble_synth.errors import UserError
-from ensemble_synth.score import load_midi
-from ensemble_synth.synth import PartVoice, get_renderer
-
-from helpers import BACH10_01_MIDI, fundamental, write_midi
+from ensemble_synth.music import instruments
+from ensemble_synth.music.score import load_midi
+from ensemble_synth.synthesis import soundfonts
+from ensemble_synth.synthesis.fluid_renderer import PartVoice, get_renderer
 
 BACH10_LINEUP = "violin,clarinet,tenor_saxophone,bassoon"
 

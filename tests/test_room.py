@@ -5,9 +5,15 @@ import json
 import numpy as np
 import pytest
 
+from ensemble_synth.acoustics.rir_cache import RirCache
+from ensemble_synth.acoustics.rir_simulation import (
+    distances,
+    measure_rt60,
+    simulate_rirs,
+)
+from ensemble_synth.acoustics.rooms import MIN_WALL_DISTANCE, feasible_rt60_range
+from ensemble_synth.acoustics.scene import Scene, sample_scene
 from ensemble_synth.errors import UserError
-from ensemble_synth.rir_cache import RirCache, distances, measure_rt60, simulate_rirs
-from ensemble_synth.room import MIN_WALL_DISTANCE, Scene, feasible_rt60_range, sample_scene
 
 FS = 16000
 QUARTET = ["violin", "violin", "viola", "cello"]

@@ -15,19 +15,25 @@ import numpy as np
 import pytest
 import torch
 
-from ensemble_synth import instruments, soundfonts
 from ensemble_synth.cli import main
+from ensemble_synth.corpus.format import read_manifest
 from ensemble_synth.errors import UserError
 from ensemble_synth.fileio import read_wav, write_wav
+from ensemble_synth.music import instruments
 from ensemble_synth.separation import load_separator, train
-from ensemble_synth.separation.checkpoint import model_from_checkpoint, read_checkpoint, save_checkpoint
+from ensemble_synth.separation.checkpoint import (
+    model_from_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+)
 from ensemble_synth.separation.config import resolve_config
-from ensemble_synth.separation.data import SegmentSampler, plan_layout, read_manifest, validation_items
+from ensemble_synth.separation.data import SegmentSampler, plan_layout, validation_items
 from ensemble_synth.separation.inference import Separator
 from ensemble_synth.separation.losses import neg_sdr, neg_sisdr
 from ensemble_synth.separation.model import ConvTasNet
 from ensemble_synth.separation.trainer import evaluate
-from ensemble_synth.synth import PartVoice, get_renderer
+from ensemble_synth.synthesis import soundfonts
+from ensemble_synth.synthesis.fluid_renderer import PartVoice, get_renderer
 
 SR = 16000
 QUARTET = [("1_violin", "violin", (67, 79)), ("2_clarinet", "clarinet", (60, 72)),
@@ -307,8 +313,17 @@ def test_resume_refuses_another_ensemble_or_another_config(duo_corpus, corpus, t
 
 
 def test_without_torch_the_package_imports_and_the_command_says_how_to_install(tmp_path):
-    script = ("import sys; sys.modules['torch'] = None; import ensemble_synth; "
-              "from ensemble_synth.cli import main; sys.exit(main(['train', '.', '-o', 'x']))")
+    # A finder that refuses torch, as an environment without it does (sys.modules['torch'] = None
+    # would also break scipy's array-API probing, which a really missing torch does not).
+    script = ("import sys\n"
+              "class NoTorch:\n"
+              "    def find_spec(self, name, path=None, target=None):\n"
+              "        if name.split('.')[0] == 'torch':\n"
+              "            raise ImportError('No module named torch')\n"
+              "sys.meta_path.insert(0, NoTorch())\n"
+              "import ensemble_synth\n"
+              "from ensemble_synth.cli import main\n"
+              "sys.exit(main(['train', '.', '-o', 'x']))\n")
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 2
     assert "pip install 'ensemble_synth[train]'" in proc.stderr

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from ensemble_synth.acoustics.capture import composite_rirs, mixdown, spatialize
+from ensemble_synth.acoustics.rir_cache import RirCache
+from ensemble_synth.acoustics.rir_simulation import simulate_rirs
+from ensemble_synth.acoustics.scene import sample_scene
 from ensemble_synth.cli import main
-from ensemble_synth.mix import composite_rirs, mixdown, spatialize
-from ensemble_synth.rir_cache import RirCache, simulate_rirs
-from ensemble_synth.room import sample_scene
 
 FS = 16000
 QUARTET = [("1_violin", "violin", 659.3), ("2_violin", "violin", 440.0), ("3_viola", "viola", 329.6), ("4_cello", "cello", 130.8)]

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from ensemble_synth.timbre import apply_eq
+from ensemble_synth.synthesis.timbre import apply_eq
 
 SR = 16000
 

@@ -7,23 +7,14 @@ import sys
 import click
 
 from ..errors import UserError
-from .. import __version__
+from . import bench_cmds, corpus_cmds, eval_cmds, render_cmds, room_cmds, train_cmds  # noqa: F401  (they register their commands)
+from .group import cli
 
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="ensemble-synth")
-def cli():
-    """Synthetic recordings of small classical ensembles for source separation."""
-
-
-def _register():
-    # Each area adds its commands to the group; imported here so the group is complete.
-    from . import render_cmds, room_cmds, corpus_cmds, train_cmds, eval_cmds, bench_cmds  # noqa: F401
+__all__ = ["cli", "main"]
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit status (2 for bad input) instead of raising."""
-    _register()
     try:
         cli.main(args=argv, prog_name="ensemble-synth", standalone_mode=False)
     except UserError as exc:

@@ -6,8 +6,14 @@ from pathlib import Path
 
 import click
 
-from ..bench import BASE_PRESET, VARIANTS
-from . import cli
+from ..errors import UserError
+from ..evaluation.datasets import load_dataset
+from ..evaluation.metrics import METRICS
+from ..evaluation.model_scoring import evaluate_model
+from ..evaluation.report import write_report
+from ..fileio import atomic_directory
+from ..synth_vs_real import BASE_PRESET, VARIANTS, run_bench
+from .group import cli
 
 
 @cli.command()
@@ -19,12 +25,6 @@ from . import cli
 @click.option("--device", default="auto", show_default=True)
 def evaluate(model_path, dataset, segment, out_dir, sdr_only, device):
     """Separate every track of a dataset with a trained model and score it."""
-    from ..datasets import load_dataset
-    from ..errors import UserError
-    from ..evaluation import METRICS
-    from ..fileio import atomic_directory
-    from ..model_eval import evaluate_model
-    from ..report import write_report
     from ..separation import load_separator
 
     separator = load_separator(model_path, device=device)
@@ -52,8 +52,6 @@ def evaluate(model_path, dataset, segment, out_dir, sdr_only, device):
 def bench(real, budget, causal, preset, model, variants, seed, jobs, out_dir):
     """Train on synthetic corpora variant by variant, score on real recordings."""
     import os
-
-    from ..bench import run_bench
 
     run_bench(list(real), out_dir, budget=budget, causal=causal, seed=seed,
                         variants=[v.strip() for v in variants.split(",") if v.strip()],

@@ -7,7 +7,12 @@ from pathlib import Path
 
 import click
 
-from . import cli
+from ..corpus.format import write_track
+from ..corpus.generation import generate as run
+from ..corpus.rendering import render_track
+from ..errors import UserError
+from ..presets import KINDS, list_presets, load_preset, preset_path
+from .group import cli
 
 
 @cli.command()
@@ -29,9 +34,6 @@ def generate(preset, out_dir, tracks, train, valid, test, seed, jobs, scheduler,
     """Generate (or complete) a synthetic corpus from a preset."""
     import os
 
-    from ..errors import UserError
-    from ..generation import generate as run
-
     if tracks is not None and any(v is not None for v in (train, valid, test)):
         raise UserError("--tracks cannot be combined with --train/--valid/--test")
     sizes = {"train": tracks, "valid": 0, "test": 0} if tracks is not None else {"train": train, "valid": valid, "test": test}
@@ -50,9 +52,6 @@ def generate(preset, out_dir, tracks, train, valid, test, seed, jobs, scheduler,
 @click.option("--overwrite", is_flag=True)
 def render_spec(metadata, out_dir, write_dry, write_midi, overwrite):
     """Re-render one track from its metadata.json (bit-identical to the corpus copy)."""
-    from ..corpus import render_track
-    from ..errors import UserError
-    from ..generation import write_track
 
     path = Path(metadata)
     try:
@@ -85,8 +84,6 @@ def presets():
 @click.argument("kind", required=False)
 def presets_list(kind):
     """List presets of one KIND, or of all kinds."""
-    from ..errors import UserError
-    from ..presets import KINDS, list_presets, load_preset
 
     if kind is not None and kind not in KINDS:
         raise UserError(f"unknown preset kind '{kind}' (known: {', '.join(KINDS)})")
@@ -102,8 +99,6 @@ def presets_list(kind):
 @click.option("--kind", default=None, help="Preset kind, when a name exists in several.")
 def presets_show(name, kind):
     """Print a preset's TOML."""
-    from ..errors import UserError
-    from ..presets import KINDS, list_presets, preset_path
 
     kinds = [kind] if kind else [k for k in KINDS if name in list_presets(k)]
     if not kinds:

@@ -6,7 +6,10 @@ from pathlib import Path
 
 import click
 
-from . import cli
+from ..errors import UserError
+from ..evaluation.report import score_dirs, text_table, write_csv
+from ..fileio import write_json_atomic
+from .group import cli
 
 
 @cli.command()
@@ -26,9 +29,6 @@ def score(ref_dir: Path, est_dir: Path, json_out, csv_out, window: float, hop: f
     1 s frames of SDR, SIR, SAR and ISR (BSSEval v4, museval-compatible), SI-SDR and the
     number of frames with a silent reference, which are left out of the medians.
     """
-    from ..errors import UserError
-    from ..fileio import write_json_atomic
-    from ..report import score_dirs, text_table, write_csv
 
     if window <= 0 or hop <= 0:
         raise UserError(f"--window and --hop must be positive (got {window}, {hop})")

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import click
 
-from . import cli
+from ..errors import UserError
+from ..music import instruments
+from ..music.score import load_midi, parse_part_mapping
+from ..presets import get_key, load_preset
+from ..synthesis.fluid_renderer import get_renderer
+from ..synthesis.soundfonts import find_file, registry, resolve
+from ..synthesis.stems import render_score_to_dir
+from .group import cli
 
 
 def ensemble_instruments(value: str | None) -> list[str] | None:
     """--ensemble: an ensemble preset name or a comma-separated instrument list."""
     if not value:
         return None
-    from .. import instruments
 
     if "," in value or instruments.find(value) is not None:
         return [instruments.get(v.strip()).name for v in value.split(",") if v.strip()]
-    from ..presets import load_preset, get_key
 
     preset = load_preset("ensembles", value)
     return [instruments.get(n).name for n in get_key(preset, "instruments", list, preset["_source"])]
@@ -32,9 +37,6 @@ def ensemble_instruments(value: str | None) -> list[str] | None:
 @click.option("--overwrite", is_flag=True, help="Replace an existing output directory.")
 def render(score, out_dir, soundfont, sample_rate, parts, ensemble, subtype, overwrite):
     """Render each part of a MIDI SCORE to a dry mono stem."""
-    from ..render import render_score_to_dir
-    from ..score import load_midi, parse_part_mapping
-    from ..soundfonts import resolve
 
     font = resolve(soundfont)
     loaded = load_midi(score, parse_part_mapping(parts), ensemble_instruments(ensemble))
@@ -50,8 +52,6 @@ def render(score, out_dir, soundfont, sample_rate, parts, ensemble, subtype, ove
 @click.option("--instruments", "instrument_list", default=None, help="Comma-separated instruments to check for.")
 def soundfonts(check_font, instrument_list):
     """List known soundfonts, or check a font's presets for instruments."""
-    from .. import instruments
-    from ..soundfonts import find_file, registry, resolve
 
     if check_font is None:
         for entry in registry().values():
@@ -60,7 +60,6 @@ def soundfonts(check_font, instrument_list):
             click.echo(f"{entry.name:20s} {entry.licence:8s} {entry.file:30s} {where}")
             click.echo(f"{'':20s} source {entry.source}, sha256 {entry.sha256 or 'unrecorded'}")
         return
-    from ..synth import get_renderer
 
     font = resolve(check_font)
     names = instrument_list.split(",") if instrument_list else instruments.names()
@@ -73,6 +72,5 @@ def soundfonts(check_font, instrument_list):
         if preset is None:
             missing.append(inst.name)
     if missing:
-        from ..errors import UserError
 
         raise UserError(f"{font.path}: no preset for {', '.join(missing)}")

@@ -10,9 +10,18 @@ from pathlib import Path
 import click
 import numpy as np
 
-from . import cli
+from ..acoustics.capture import mixdown
+from ..acoustics.capture import spatialize as run_spatialize
+from ..acoustics.plans import plot_plan
+from ..acoustics.rir_cache import RirCache
+from ..acoustics.rir_simulation import SIMULATOR_VERSION, measure_rt60, simulate_rirs
+from ..acoustics.scene import sample_scene
+from ..acoustics.seating import load_layout
 from ..errors import UserError
 from ..fileio import atomic_directory, read_wav, write_json_atomic, write_wav
+from ..music import instruments
+from ..presets import get_key
+from .group import cli
 
 DEFAULT_MICS = "decca_tree_spots"
 
@@ -66,7 +75,6 @@ def read_stems(stems_dir: Path) -> tuple[list[dict], np.ndarray, int]:
 
 
 def _instruments(parts: list[dict]) -> list[str]:
-    from .. import instruments
 
     return [instruments.get(p["instrument"]).name for p in parts]
 
@@ -79,8 +87,6 @@ def _instruments(parts: list[dict]) -> list[str]:
 @click.option("--overwrite", is_flag=True, help="Replace an existing output directory.")
 def spatialize(stems_dir, out_dir, room, layout, mics, seed, cache_dir, overwrite):
     """Place dry stems in a room: write mix.wav, stems/<part>.wav (images) and metadata.json."""
-    from ..mix import mixdown, spatialize as run_spatialize
-    from ..room import RirCache, sample_scene
 
     parts, dry, sample_rate = read_stems(stems_dir)
     scene = sample_scene(room, layout, mics, _instruments(parts), np.random.default_rng(seed))
@@ -103,9 +109,6 @@ def spatialize(stems_dir, out_dir, room, layout, mics, seed, cache_dir, overwrit
 
 
 def _layout_scene(room, layout, mics, seed):
-    from ..layout import load_layout
-    from ..presets import get_key
-    from ..room import sample_scene
 
     preset = load_layout(layout)
     names = get_key(preset, "instruments", list, preset.get("_source", "layout"))
@@ -119,7 +122,6 @@ def _layout_scene(room, layout, mics, seed):
 @click.option("--overwrite", is_flag=True, help="Replace an existing output directory.")
 def rir(room, layout, mics, seed, out_dir, sample_rate, overwrite):
     """Write the impulse responses <part>__<mic>.wav of a scene, with rirs.json beside them."""
-    from ..rir_cache import SIMULATOR_VERSION, measure_rt60, simulate_rirs
 
     if sample_rate < 8000:
         raise UserError(f"--sample-rate {sample_rate}: must be at least 8000 Hz")
@@ -144,7 +146,6 @@ def rir(room, layout, mics, seed, out_dir, sample_rate, overwrite):
 @click.option("-o", "--output", "out_path", required=True, type=click.Path(path_type=Path), help="PNG file.")
 def plan(room, layout, mics, seed, out_path):
     """Draw the floor plan: room, players, microphones and their aim."""
-    from ..plots import plot_plan
 
     scene = _layout_scene(room, layout, mics, seed)
     if not out_path.parent.is_dir():

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import click
 
-from . import cli
+from ..errors import UserError
+from ..fileio import atomic_directory, read_wav, write_wav
+from .group import cli
 
 
 @cli.command()
@@ -50,8 +52,6 @@ def train(corpus_dir, run_dir, model, target, max_minutes, max_steps, epochs, de
 @click.option("--overwrite", is_flag=True, help="Replace OUT_DIR if it exists.")
 def separate(mix, model_path, out_dir, device, chunk_seconds, adapt_channels, overwrite):
     """Separate MIX into one WAV per model output, at MIX's sample rate."""
-    from ..errors import UserError
-    from ..fileio import atomic_directory, read_wav, write_wav
     from ..separation import require_torch
 
     require_torch()

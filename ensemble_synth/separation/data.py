@@ -6,7 +6,6 @@ holds exactly for every example, remixed or not.
 
 from __future__ import annotations
 
-import csv
 import math
 from dataclasses import dataclass
 from fractions import Fraction
@@ -16,54 +15,9 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
 
-from .. import instruments as catalogue
+from ..corpus.format import TrackEntry
 from ..errors import UserError
-
-MANIFEST_COLUMNS = ("track_id", "split", "path", "duration", "sample_rate", "channels", "parts", "instruments")
-
-
-@dataclass(frozen=True)
-class Track:
-    track_id: str
-    split: str
-    folder: Path
-    duration: float
-    sample_rate: int
-    channels: int
-    ensemble: str
-    parts: tuple[str, ...]
-    instruments: tuple[str, ...]
-
-    def stem_path(self, part: str) -> Path:
-        return self.folder / "stems" / f"{part}.wav"
-
-
-def read_manifest(corpus_dir: str | Path) -> list[Track]:
-    """Every track listed in ``CORPUS/manifest.csv``."""
-    corpus_dir = Path(corpus_dir)
-    manifest = corpus_dir / "manifest.csv"
-    if not manifest.is_file():
-        raise UserError(f"{corpus_dir}: not a corpus (no manifest.csv)")
-    with open(manifest, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in MANIFEST_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise UserError(f"{manifest}: missing column(s) {', '.join(missing)}")
-        tracks = []
-        for line, row in enumerate(reader, start=2):
-            try:
-                parts = tuple(row["parts"].split(";"))
-                insts = tuple(row["instruments"].split(";"))
-                if len(parts) != len(insts):
-                    raise ValueError("parts and instruments differ in length")
-                tracks.append(Track(row["track_id"], row["split"], corpus_dir / row["path"],
-                                    float(row["duration"]), int(row["sample_rate"]), int(row["channels"]),
-                                    row.get("ensemble", ""), parts, insts))
-            except (ValueError, TypeError) as exc:
-                raise UserError(f"{manifest}: line {line}: {exc}") from None
-    if not tracks:
-        raise UserError(f"{manifest}: no tracks")
-    return tracks
+from ..music import instruments as catalogue
 
 
 @dataclass(frozen=True)
@@ -74,7 +28,7 @@ class SourceLayout:
     instruments: tuple[str, ...]
     target: str | None = None  # canonical instrument in target mode, else None
 
-    def groups(self, track: Track) -> list[list[str]]:
+    def groups(self, track: TrackEntry) -> list[list[str]]:
         """For each output, the part names of ``track`` that sum into it."""
         if self.target is None:
             return [[p] for p in track.parts]
@@ -91,7 +45,7 @@ def _canonical(name: str) -> str:
     return inst.name if inst else name
 
 
-def plan_layout(tracks: list[Track], target: str | None, corpus_dir: str | Path) -> tuple[SourceLayout, list[Track]]:
+def plan_layout(tracks: list[TrackEntry], target: str | None, corpus_dir: str | Path) -> tuple[SourceLayout, list[TrackEntry]]:
     """The output layout for ``tracks`` and the tracks that serve it.
 
     Fixed-ensemble mode (no target): every track must have the same parts in the same order.
@@ -114,7 +68,7 @@ def plan_layout(tracks: list[Track], target: str | None, corpus_dir: str | Path)
     return SourceLayout((target, "accompaniment"), (target, "accompaniment"), target), chosen
 
 
-def check_channels(tracks: list[Track], corpus_dir) -> int:
+def check_channels(tracks: list[TrackEntry], corpus_dir) -> int:
     counts = sorted({t.channels for t in tracks})
     if len(counts) > 1:
         raise UserError(f"{corpus_dir}: tracks have different channel counts {counts}")
@@ -129,7 +83,7 @@ def resample(audio: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     return resample_poly(audio, ratio.numerator, ratio.denominator, axis=-1).astype(np.float32)
 
 
-def read_sources(track: Track, groups: list[list[str]], start_s: float, samples: int, rate: int) -> np.ndarray:
+def read_sources(track: TrackEntry, groups: list[list[str]], start_s: float, samples: int, rate: int) -> np.ndarray:
     """Sources ``(len(groups), channels, samples)`` at ``rate`` from ``start_s`` seconds in; zero-padded."""
     start = int(round(start_s * track.sample_rate))
     frames = int(math.ceil(samples * track.sample_rate / rate)) + 1
@@ -153,7 +107,7 @@ def read_sources(track: Track, groups: list[list[str]], start_s: float, samples:
 class SegmentSampler:
     """Random training examples: segments of tracks, optionally remixed across tracks."""
 
-    def __init__(self, tracks: list[Track], layout: SourceLayout, rate: int, samples: int,
+    def __init__(self, tracks: list[TrackEntry], layout: SourceLayout, rate: int, samples: int,
                  remix: float = 0.0, gain_db: float = 0.0):
         self.tracks, self.layout, self.rate, self.samples = tracks, layout, rate, samples
         self.remix, self.gain_db = remix, gain_db
@@ -161,7 +115,7 @@ class SegmentSampler:
         self.weights = durations / durations.sum()
         self.seconds = samples / rate
 
-    def _pick(self, rng: np.random.Generator) -> tuple[Track, float]:
+    def _pick(self, rng: np.random.Generator) -> tuple[TrackEntry, float]:
         track = self.tracks[int(rng.choice(len(self.tracks), p=self.weights))]
         start = float(rng.uniform(0.0, max(0.0, track.duration - self.seconds)))
         return track, start
@@ -189,7 +143,7 @@ class SegmentSampler:
         return np.stack([self.example(rng) for _ in range(size)])
 
 
-def validation_items(tracks: list[Track], layout: SourceLayout, rate: int, samples: int, count: int) -> np.ndarray:
+def validation_items(tracks: list[TrackEntry], layout: SourceLayout, rate: int, samples: int, count: int) -> np.ndarray:
     """Fixed validation examples ``(count, sources, channels, samples)``: evenly spread over
     the tracks and over time within each track, no randomness, so every epoch sees the same."""
     tracks = sorted(tracks, key=lambda t: t.track_id)

@@ -20,11 +20,17 @@ import tomli_w
 import torch
 from tqdm import tqdm
 
+from ..corpus.format import read_manifest
 from ..errors import UserError
 from ..fileio import write_text_atomic
 from .checkpoint import read_checkpoint, save_checkpoint
 from .config import architecture, describe_difference, resolve_config
-from .data import SegmentSampler, check_channels, plan_layout, read_manifest, validation_items
+from .data import (
+    SegmentSampler,
+    check_channels,
+    plan_layout,
+    validation_items,
+)
 from .device import resolve_device
 from .losses import loss_fn, sdr_db, silent_mask
 from .model import build_model, count_parameters

@@ -16,7 +16,14 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from .acoustics.seating import load_layout
+from .corpus.generation import generate
+from .corpus.preset import resolve_preset
 from .errors import UserError
+from .evaluation.datasets import load_dataset
+from .evaluation.model_scoring import evaluate_mixture, evaluate_model, mean_sdr
+from .presets import list_presets
+from .versions import versions
 
 VARIANTS = ("dry", "room", "timbre", "performance", "full")
 BASE_PRESET = "bach10_like"
@@ -85,8 +92,6 @@ def variant_preset(base: dict, variant: str, budget: Budget, layout: str, exclud
 
 def ensemble_layout(instruments: list[str]) -> str:
     """The ensemble preset whose instruments are the real set's, in order."""
-    from .layout import load_layout
-    from .presets import list_presets
 
     for name in list_presets("ensembles"):
         if list(load_layout(name)["instruments"]) == list(instruments):
@@ -104,7 +109,6 @@ def real_scores(real: str) -> list[str]:
 
 def _generate_variant(variant, preset, out_dir, seed, jobs, progress, log) -> tuple[Path, int, float]:
     """The variant's training corpus (a finished one is reused): (path, tracks, seconds)."""
-    from .generation import generate
 
     corpus = out_dir / "corpora" / variant
     t0 = time.perf_counter()
@@ -121,8 +125,6 @@ def _train_and_score(variant: str, corpus: Path, out_dir: Path, budget: Budget, 
 
     import torch
 
-    from .datasets import load_dataset
-    from .model_eval import evaluate_model, mean_sdr
     from .separation import load_separator, train
     from .separation.allocator import jemalloc_preloaded
 
@@ -205,9 +207,6 @@ def run_bench(real: list[str], out_dir, budget: str = "smoke", causal: bool = Fa
     ``preset`` is the corpus preset (name, path or table) the variants switch parts of off;
     ``model`` a model preset (name or TOML) in place of the budget's.
     """
-    from .corpus_preset import resolve_preset
-    from .datasets import load_dataset
-    from .versions import versions
 
     if budget not in BUDGETS:
         raise UserError(f"unknown budget '{budget}' (known: {', '.join(BUDGETS)})")
@@ -253,7 +252,6 @@ def run_bench(real: list[str], out_dir, budget: str = "smoke", causal: bool = Fa
         row["corpus"] = corpus_info
         row["seconds"] = {"generate": seconds, **row["seconds"]}
         rows.append(row)
-    from .model_eval import evaluate_mixture, mean_sdr
 
     results = {
         "budget": asdict(plan),

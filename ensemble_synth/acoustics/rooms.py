@@ -1,13 +1,10 @@
-"""Rooms and scenes: shoebox rooms with a reverberation time that comes out as asked.
+"""Rooms: shoebox rooms with a reverberation time that comes out as asked.
 
 A room preset (``presets/rooms/*.toml``) gives ``dimensions`` (metres, or ``[low, high]``
 ranges per axis), either ``rt60`` (seconds at mid frequencies, 500 Hz-1 kHz, or a range)
 or ``materials`` (pyroomacoustics database names, one for all walls or a table per wall),
 ``air_absorption``, the stage centre (fractions of width and length) and the simulation
 ``model`` ("hybrid", the default, or "ism" for pyroomacoustics' plain image sources).
-
-:func:`sample_scene` resolves a room, a seating and a microphone setup into a
-:class:`Scene` in which every random choice is written down.
 """
 
 from __future__ import annotations
@@ -18,10 +15,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pyroomacoustics as pra
 
-from .errors import UserError
-from .layout import Player, load_layout, sample_players
-from .mics import SPEED_OF_SOUND, Mic, Mixdown, draw, load_mics, sample_mics
-from .presets import get_key, load_preset
+from ..errors import UserError
+from ..presets import get_key, load_preset
+from .mics import draw
+from .physics import SPEED_OF_SOUND
 
 LN_1E6 = math.log(1e6)  # a 60 dB energy decay
 BAND_CENTRES = (125, 250, 500, 1000, 2000, 4000, 8000)  # octave bands, as pyroomacoustics
@@ -29,7 +26,6 @@ MID_BANDS = (2, 3)  # 500 Hz and 1 kHz: "RT60" means their mean, as ISO 3382's T
 AIR_ABSORPTION = tuple(pra.parameters.Physics().get_air_absorption()["coeffs"])  # energy, 1/m (20 C, 50 %)
 WALL_ABSORPTION_RANGE = (0.01, 0.8)  # mean wall absorption a real room can have (bare concrete .. treated studio)
 MIN_WALL_DISTANCE = 0.3  # m between a player or a microphone and any wall, floor or ceiling
-SCENE_ATTEMPTS = 50  # draws of a room, seating and microphones before a scene that does not fit is an error
 MODELS = ("hybrid", "ism")
 WALLS = ("east", "west", "north", "south", "floor", "ceiling")
 
@@ -208,90 +204,3 @@ def _material_coeffs(name: str, source: str) -> list[float]:
         raise UserError(f"{source}: unknown material '{name}' (pyroomacoustics database: {', '.join(known)})") from None
     coeffs = list(material.energy_absorption["coeffs"])
     return (coeffs + coeffs[-1:] * len(BAND_CENTRES))[: len(BAND_CENTRES)]
-
-
-# --- the scene ----------------------------------------------------------------------------
-
-SCENE_VERSION = 1
-
-
-@dataclass(frozen=True)
-class Scene:
-    """A room, seated players, microphones and their mix-down: everything resolved."""
-
-    room: RoomSpec
-    players: tuple[Player, ...]
-    mics: tuple[Mic, ...]
-    mixdown: Mixdown
-    seed: int  # seeds the random parts of the impulse responses (the diffuse tail)
-
-    @property
-    def output_channels(self) -> int:
-        return self.mixdown.channels
-
-    def to_dict(self) -> dict:
-        return {
-            "version": SCENE_VERSION,
-            "room": self.room.to_dict(),
-            "players": [p.to_dict() for p in self.players],
-            "mics": [m.to_dict() for m in self.mics],
-            "mixdown": self.mixdown.to_dict(),
-            "seed": int(self.seed),
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "Scene":
-        return cls(
-            room=RoomSpec.from_dict(d["room"]),
-            players=tuple(Player.from_dict(p) for p in d["players"]),
-            mics=tuple(Mic.from_dict(m) for m in d["mics"]),
-            mixdown=Mixdown.from_dict(d["mixdown"]),
-            seed=int(d["seed"]),
-        )
-
-
-def sample_scene(room, layout, mics, instruments: list[str], rng: np.random.Generator) -> Scene:
-    """Resolve room, seating and microphones (presets, TOML paths or dicts) for these parts."""
-    if not instruments:
-        raise UserError("an ensemble needs at least one part")
-    room_preset, layout_preset, mic_preset = load_room(room), load_layout(layout), load_mics(mics)
-    # Ranges can combine into a scene that does not fit (a tall microphone array in a low
-    # room): draw again from the same stream. Presets that never fit still fail, naming why.
-    for attempt in range(SCENE_ATTEMPTS):
-        room_spec = sample_room(room_preset, rng)
-        players = sample_players(layout_preset, list(instruments), room_spec.stage_centre, rng)
-        mic_list, mixdown = sample_mics(mic_preset, players, room_spec.stage_centre, rng)
-        try:
-            check_inside(room_spec, players, layout_preset.get("_source", "layout"))
-            check_inside(room_spec, mic_list, mic_preset.get("_source", "mics"))
-            break
-        except UserError:
-            if attempt == SCENE_ATTEMPTS - 1:
-                raise
-    seed = int(rng.integers(0, 2**31 - 1))
-    return Scene(room_spec, tuple(players), tuple(mic_list), mixdown, seed)
-
-
-def check_inside(room: RoomSpec, things, source: str) -> None:
-    """Players and microphones must be in the room and not against a wall."""
-    for thing in things:
-        pos = np.array(thing.position)
-        gap = float(min(pos.min(), (np.array(room.dimensions) - pos).min()))
-        if gap < 0:
-            raise UserError(f"{source}: {thing.name} at {_fmt(pos)} is outside the room {_fmt(room.dimensions)} m")
-        if gap < MIN_WALL_DISTANCE:
-            raise UserError(f"{source}: {thing.name} at {_fmt(pos)} is {gap:.2f} m from a wall of the room "
-                            f"{_fmt(room.dimensions)} m (minimum {MIN_WALL_DISTANCE} m)")
-
-
-def _fmt(xyz) -> str:
-    return "(" + ", ".join(f"{float(v):.2f}" for v in xyz) + ")"
-
-
-def __getattr__(name):
-    # RirCache lives in rir_cache.py, which imports this module; re-exported lazily.
-    if name == "RirCache":
-        from .rir_cache import RirCache
-
-        return RirCache
-    raise AttributeError(name)

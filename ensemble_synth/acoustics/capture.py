@@ -11,9 +11,10 @@ from __future__ import annotations
 import numpy as np
 import scipy.signal
 
-from .errors import UserError
-from .rir_cache import RirCache, simulate_rirs
-from .room import Scene
+from ..errors import UserError
+from .rir_cache import RirCache
+from .rir_simulation import simulate_rirs
+from .scene import Scene
 
 
 def composite_rirs(rirs: np.ndarray, scene: Scene, sample_rate: int) -> np.ndarray:

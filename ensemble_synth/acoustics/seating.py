@@ -12,9 +12,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from . import instruments
-from .errors import UserError
-from .presets import get_key, load_preset
+from ..errors import UserError
+from ..music import instruments
+from ..presets import get_key, load_preset
 
 MIN_PLAYER_SPACING = 0.6  # m between two players' instruments; closer is an overlap
 

@@ -6,9 +6,15 @@ import copy
 import re
 from typing import Any
 
-from . import spec
-from .errors import UserError
-from .presets import load_preset
+from .. import distributions as spec
+from ..acoustics.mics import load_mics
+from ..acoustics.rooms import load_room
+from ..acoustics.seating import load_layout
+from ..errors import UserError
+from ..music import instruments
+from ..music.repertoire import MUSIC21_BACH, midi_files
+from ..presets import load_preset
+from ..synthesis.soundfonts import resolve
 
 SPLITS = ("train", "valid", "test")
 
@@ -163,12 +169,6 @@ def check_references(preset: dict, source: str) -> None:
     Checked before anything is written, so a typo fails at once with the file and the key,
     not in a worker halfway through a corpus.
     """
-    from . import instruments
-    from .layout import load_layout
-    from .mics import load_mics
-    from .repertoire import MUSIC21_BACH, midi_files
-    from .room import load_room
-    from .soundfonts import resolve
 
     def layout_ok(choice):
         names = load_layout(choice).get("instruments")

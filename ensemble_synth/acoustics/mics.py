@@ -15,11 +15,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .errors import UserError
-from .layout import Player, stage_to_world
-from .presets import get_key, load_preset
-
-SPEED_OF_SOUND = 343.0
+from ..errors import UserError
+from ..presets import get_key, load_preset
+from .physics import SPEED_OF_SOUND
+from .seating import Player, stage_to_world
 
 # First-order polar patterns: gain(theta) = p + (1 - p) cos(theta).
 PATTERNS = {

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import numpy as np
 
-from . import instruments
-from .errors import UserError
-from .fileio import atomic_directory, write_json_atomic, write_wav
-from .score import Score
+from ..errors import UserError
+from ..fileio import atomic_directory, write_json_atomic, write_wav
+from ..music import instruments
+from ..music.score import Score
+from ..versions import versions
+from .fluid_renderer import PartVoice, get_renderer, render_parts
 from .soundfonts import Soundfont
-from .synth import PartVoice, get_renderer, render_parts
-from .versions import versions
 
 SUBTYPES = {"float": "FLOAT", "pcm24": "PCM_24"}
 

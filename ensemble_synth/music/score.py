@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import UserError
 from . import instruments
-from .errors import UserError
 
 # Note array columns.
 START, END, PITCH, VELOCITY = range(4)

@@ -8,8 +8,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import UserError
-from .presets import project_file
+from ..errors import UserError
+from ..presets import project_file
 
 DEFAULT_SOUNDFONT = "timgm6mb"
 SYSTEM_DIRS = ("/usr/share/sounds/sf2", "/usr/share/sounds/sf3", "/usr/share/soundfonts", "/usr/local/share/soundfonts")

@@ -21,7 +21,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from .errors import UserError
+from ..errors import UserError
 
 STAGES = ("score", "dry", "image")
 

@@ -1,4 +1,4 @@
-"""Room impulse responses: simulation (image sources + a statistical late tail) and an on-disk cache.
+"""Room impulse responses: simulation (image sources + a statistical late tail) and RT60 measurement.
 
 The "hybrid" model computes the early part with pyroomacoustics' image-source method (with
 source and microphone directivities, walls absorbing as the room asks) up to the mixing
@@ -20,19 +20,16 @@ filter; that global delay is removed, so sample ``n`` of an RIR is time ``n / fs
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-import os
-from pathlib import Path
 
 import numpy as np
 import pyroomacoustics as pra
 import scipy.fft
 import scipy.signal
 
-from .room import BAND_CENTRES, MID_BANDS, WALLS, Scene
-from .mics import SPEED_OF_SOUND
+from .physics import SPEED_OF_SOUND
+from .rooms import BAND_CENTRES, MID_BANDS, WALLS
+from .scene import Scene
 
 SIMULATOR_VERSION = "hybrid-1"
 FADE = 0.01  # s, cross-fade between the image-source part and the tail
@@ -188,42 +185,3 @@ def measure_rt60(rir: np.ndarray, sample_rate: int, band: str | int = "mid") -> 
                                   fs=sample_rate, output="sos")
         h = scipy.signal.sosfiltfilt(sos, h)
     return float(pra.experimental.measure_rt60(h, fs=sample_rate, decay_db=30))
-
-
-# --- cache ------------------------------------------------------------------------------------
-
-def rir_key(scene: Scene, sample_rate: int) -> str:
-    """A hash of everything that determines the RIRs (not the mix-down, which is applied later)."""
-    d = scene.to_dict()
-    what = {"room": d["room"], "players": d["players"], "mics": d["mics"], "seed": d["seed"],
-            "sample_rate": int(sample_rate), "pyroomacoustics": pra.__version__, "simulator": SIMULATOR_VERSION}
-    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:32]
-
-
-class RirCache:
-    """RIRs on disk (``<key>.npy``), keyed by :func:`rir_key`; computed on a miss."""
-
-    def __init__(self, directory: str | os.PathLike):
-        self.directory = Path(directory)
-        self.hits = 0
-        self.misses = 0
-
-    def path(self, scene: Scene, sample_rate: int) -> Path:
-        return self.directory / f"{rir_key(scene, sample_rate)}.npy"
-
-    def get(self, scene: Scene, sample_rate: int) -> np.ndarray:
-        path = self.path(scene, sample_rate)
-        if path.is_file():
-            try:
-                rirs = np.load(path)
-                self.hits += 1
-                return rirs
-            except (OSError, ValueError):
-                pass  # a damaged entry is recomputed
-        self.misses += 1
-        rirs = simulate_rirs(scene, sample_rate)
-        self.directory.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npy")
-        np.save(tmp, rirs)
-        os.replace(tmp, path)
-        return rirs

@@ -12,8 +12,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
-from .instruments import get as get_instrument  # noqa: E402
-from .room import Scene  # noqa: E402
+from ..music.instruments import get as get_instrument  # noqa: E402
+from .scene import Scene  # noqa: E402
 
 FAMILY_COLOURS = {"strings": "tab:red", "woodwinds": "tab:green", "brass": "tab:orange"}
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import UserError
+from ..errors import UserError
 
 BEAT, LENGTH, PITCH, FERMATA = range(4)
 MUSIC21_BACH = "music21:bach"

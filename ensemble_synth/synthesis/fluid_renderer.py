@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import UserError
-from .score import END, PITCH, START, VELOCITY
+from ..errors import UserError
+from ..music.score import END, PITCH, START, VELOCITY
 from .soundfonts import Soundfont
 
 GAIN = 0.5

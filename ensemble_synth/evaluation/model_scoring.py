@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import UserError
-from .evaluation import METRICS
+from ..errors import UserError
+from .metrics import METRICS
 from .report import TrackResult, score_arrays, summarize
 
 

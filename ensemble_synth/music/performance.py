@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from .repertoire import BEAT, FERMATA, LENGTH, PITCH, Piece
-from .score import END, PITCH as N_PITCH, START, VELOCITY
+from .score import END, START, VELOCITY
+from .score import PITCH as N_PITCH
 
 GRID = 1.0 / 32  # beats: resolution of the tempo integration
 RUBATO_KNOT_BEATS = 4.0

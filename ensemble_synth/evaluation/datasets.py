@@ -12,13 +12,12 @@
   (train/valid/test) or a ``manifest.csv``.
 
 PATH may be the dataset root or a single piece's folder. Every track comes back as a
-:class:`Track` with float32 stems (parts, channels, samples), optionally resampled and
+:class:`Recording` with float32 stems (parts, channels, samples), optionally resampled and
 cut into fixed-length segments.
 """
 
 from __future__ import annotations
 
-import csv
 import re
 from dataclasses import dataclass
 from math import gcd
@@ -27,12 +26,13 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from . import instruments
-from .errors import UserError
-from .fileio import read_wav
+from ..corpus import format as corpus_format
+from ..corpus.preset import SPLITS
+from ..errors import UserError
+from ..fileio import read_wav
+from ..music import instruments
 
 KINDS = ("bach10", "urmp", "folder")
-SPLITS = ("train", "valid", "test")
 BACH10_PARTS = (("violin", "violin"), ("clarinet", "clarinet"), ("saxphone", "tenor_saxophone"), ("bassoon", "bassoon"))
 
 _URMP_STEM = re.compile(r"^AuSep_(\d+)_([a-z]+)_(\d+)_(.+)\.wav$", re.IGNORECASE)
@@ -40,7 +40,7 @@ _PART_NAME = re.compile(r"^(\d+)_(.+)$")
 
 
 @dataclass
-class Track:
+class Recording:
     """One recording: aligned stems of every part.
 
     stems: float32 (n_parts, channels, n_samples); parts: names like "1_violin" in score
@@ -63,7 +63,7 @@ class Track:
         return self.stems.shape[-1] / self.sample_rate
 
 
-def load_dataset(spec: str, sample_rate: int | None = None, segment: float | None = None) -> list[Track]:
+def load_dataset(spec: str, sample_rate: int | None = None, segment: float | None = None) -> list[Recording]:
     """Load every track of ``"KIND:PATH"``, resampled to ``sample_rate`` and cut into
     ``segment``-second pieces if given (named ``<track>_segNN``; a trailing remainder
     shorter than a segment is dropped, a track shorter than one segment is kept whole)."""
@@ -89,7 +89,7 @@ def load_dataset(spec: str, sample_rate: int | None = None, segment: float | Non
 # -- Bach10 ----------------------------------------------------------------------------
 
 
-def load_bach10(root: Path) -> list[Track]:
+def load_bach10(root: Path) -> list[Recording]:
     """Bach10 pieces under ``root`` (or ``root`` itself if it is a piece folder)."""
     pieces = [root] if _is_bach10_piece(root) else sorted(p for p in root.iterdir() if _is_bach10_piece(p))
     return [_load_bach10_piece(p) for p in pieces]
@@ -99,17 +99,17 @@ def _is_bach10_piece(folder: Path) -> bool:
     return folder.is_dir() and any(folder.glob(f"{folder.name}-*.wav"))
 
 
-def _load_bach10_piece(folder: Path) -> Track:
+def _load_bach10_piece(folder: Path) -> Recording:
     paths = [folder / f"{folder.name}-{spelling}.wav" for spelling, _ in BACH10_PARTS]
     names = [f"{i + 1}_{canonical}" for i, (_, canonical) in enumerate(BACH10_PARTS)]
     stems, sr = _read_stems(paths)
-    return Track(folder.name, names, [c for _, c in BACH10_PARTS], stems, sr)
+    return Recording(folder.name, names, [c for _, c in BACH10_PARTS], stems, sr)
 
 
 # -- URMP ------------------------------------------------------------------------------
 
 
-def load_urmp(root: Path) -> list[Track]:
+def load_urmp(root: Path) -> list[Recording]:
     """URMP pieces under ``root`` (or ``root`` itself if it holds AuSep stems)."""
     pieces = [root] if _urmp_stems(root) else sorted(p for p in root.iterdir() if p.is_dir() and _urmp_stems(p))
     return [_load_urmp_piece(p) for p in pieces]
@@ -125,7 +125,7 @@ def _urmp_stems(folder: Path) -> list[tuple[int, str, Path]]:
     return sorted(found)
 
 
-def _load_urmp_piece(folder: Path) -> Track:
+def _load_urmp_piece(folder: Path) -> Recording:
     found = _urmp_stems(folder)
     numbers = [n for n, _, _ in found]
     if numbers != list(range(1, len(found) + 1)):
@@ -139,46 +139,34 @@ def _load_urmp_piece(folder: Path) -> Track:
         names.append(f"{number}_{inst.name}")
         insts.append(inst.name)
     stems, sr = _read_stems([p for _, _, p in found])
-    return Track(folder.name, names, insts, stems, sr)
+    return Recording(folder.name, names, insts, stems, sr)
 
 
 # -- our corpus layout -----------------------------------------------------------------
 
 
-def load_folder(root: Path) -> list[Track]:
+def load_folder(root: Path) -> list[Recording]:
     """Tracks in our layout: a track folder, a folder of tracks, or a corpus root."""
     return [_load_track_folder(d) for d in _track_folders(root)]
 
 
 def _track_folders(root: Path) -> list[Path]:
-    if (root / "stems").is_dir():
+    if (root / corpus_format.STEMS).is_dir():
         return [root]
-    manifest = root / "manifest.csv"
-    if manifest.is_file():
-        folders = _manifest_folders(manifest)
-        if folders is not None:
-            return folders
+    if corpus_format.is_corpus(root):
+        folders = []
+        for entry in corpus_format.read_manifest(root):
+            if not (entry.folder / corpus_format.STEMS).is_dir():
+                raise UserError(f"{root / corpus_format.MANIFEST}: track '{entry.track_id}' is listed but "
+                                f"{entry.folder / corpus_format.STEMS} is missing")
+            folders.append(entry.folder)
+        return folders
     splits = [root / s for s in SPLITS if (root / s).is_dir()]
     parents = splits or [root]
-    return [d for parent in parents for d in sorted(parent.iterdir()) if (d / "stems").is_dir()]
+    return [d for parent in parents for d in sorted(parent.iterdir()) if (d / corpus_format.STEMS).is_dir()]
 
 
-def _manifest_folders(manifest: Path) -> list[Path] | None:
-    """Track folders listed in a corpus manifest (columns id and split), or None if it has no such columns."""
-    with open(manifest, newline="") as f:
-        rows = list(csv.DictReader(f))
-    if not rows or "id" not in rows[0]:
-        return None
-    folders = []
-    for row in rows:
-        folder = manifest.parent / (row.get("split") or "") / row["id"]
-        if not (folder / "stems").is_dir():
-            raise UserError(f"{manifest}: track '{row['id']}' is listed but {folder / 'stems'} is missing")
-        folders.append(folder)
-    return folders
-
-
-def _load_track_folder(folder: Path) -> Track:
+def _load_track_folder(folder: Path) -> Recording:
     stem_paths = list((folder / "stems").glob("*.wav"))
     if not stem_paths:
         raise UserError(f"{folder / 'stems'}: no stem WAV files")
@@ -201,7 +189,7 @@ def _load_track_folder(folder: Path) -> Track:
                 f"{mix}: {info.frames} samples at {info.samplerate} Hz, but the stems have "
                 f"{stems.shape[-1]} samples at {sr} Hz"
             )
-    return Track(folder.name, names, insts, stems, sr)
+    return Recording(folder.name, names, insts, stems, sr)
 
 
 def _part_sort_key(path: Path):
@@ -235,7 +223,7 @@ def _read_stems(paths: list[Path]) -> tuple[np.ndarray, int]:
     return np.stack(audio).astype(np.float32, copy=False), int(rate)
 
 
-def resample_track(track: Track, sample_rate: int) -> Track:
+def resample_track(track: Recording, sample_rate: int) -> Recording:
     """The track at another sample rate (polyphase, scipy.signal.resample_poly)."""
     if track.sample_rate == sample_rate:
         return track
@@ -243,16 +231,16 @@ def resample_track(track: Track, sample_rate: int) -> Track:
 
     g = gcd(int(sample_rate), track.sample_rate)
     stems = resample_poly(track.stems, sample_rate // g, track.sample_rate // g, axis=-1).astype(np.float32)
-    return Track(track.name, list(track.parts), list(track.instruments), stems, int(sample_rate))
+    return Recording(track.name, list(track.parts), list(track.instruments), stems, int(sample_rate))
 
 
-def segment_track(track: Track, seconds: float) -> list[Track]:
+def segment_track(track: Recording, seconds: float) -> list[Recording]:
     """Consecutive ``seconds``-long pieces named ``<name>_segNN``; see :func:`load_dataset`."""
     length = int(round(seconds * track.sample_rate))
     n = track.stems.shape[-1]
     count = max(1, n // length)
     return [
-        Track(
+        Recording(
             f"{track.name}_seg{i:02d}",
             list(track.parts),
             list(track.instruments),

@@ -13,10 +13,11 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from . import __version__, instruments
-from .errors import UserError
-from .evaluation import METRICS, Evaluation, evaluate_sources
-from .fileio import read_wav, write_bytes_atomic, write_json_atomic, write_text_atomic
+from .._version import __version__
+from ..errors import UserError
+from ..fileio import read_wav, write_bytes_atomic, write_json_atomic, write_text_atomic
+from ..music import instruments
+from .metrics import METRICS, Evaluation, evaluate_sources
 
 SUMMARY_METRICS = ("SDR", "ISR", "SIR", "SAR", "SI-SDR", "SNR")
 
@@ -102,7 +103,7 @@ def score_arrays(
 
 def score_track(track, estimates: np.ndarray, window: float | None = 1.0, hop: float | None = 1.0,
                 metrics: Sequence[str] = METRICS) -> TrackResult:
-    """Evaluate estimates of a :class:`ensemble_synth.datasets.Track`'s stems, in part order."""
+    """Evaluate estimates of a :class:`ensemble_synth.evaluation.datasets.Recording`'s stems, in part order."""
     if np.shape(estimates) != track.stems.shape:
         raise UserError(f"{track.name}: estimates {np.shape(estimates)} do not match the stems {track.stems.shape}")
     return score_arrays(track.name, track.stems, estimates, track.sample_rate, track.parts, track.instruments,

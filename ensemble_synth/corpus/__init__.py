@@ -1,0 +1,1 @@
+"""Corpora: presets, sampling track specs, rendering them, the on-disk format, generation."""

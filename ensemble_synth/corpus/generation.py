@@ -1,0 +1,225 @@
+"""Generating a corpus: plan, skip what is done, render room groups in parallel, write.
+
+The on-disk layout is :mod:`.format`'s. Each track folder is built under a temporary name
+and renamed when complete, so a killed run leaves no half track and a rerun completes the
+corpus with identical bytes.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import json
+import multiprocessing
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from ..acoustics.rir_cache import RirCache
+from ..errors import UserError
+from ..fileio import write_json_atomic
+from ..music.repertoire import Repertoire
+from . import augment as augment_mod
+from . import format as corpus_format
+from .preset import SPLITS, resolve_preset
+from .rendering import render_track
+from .sampling import ensemble_for_group, plan, sample_track, scene_for_group, track_id
+
+
+def default_rir_cache() -> Path:
+    root = os.environ.get("ENSEMBLE_SYNTH_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ensemble_synth"
+    return Path(root) / "rirs"
+
+
+@dataclass
+class Summary:
+    tracks: int
+    rendered: int
+    skipped: int
+    audio_seconds: float
+    wall_seconds: float
+    out_dir: Path
+
+    def line(self) -> str:
+        rtf = self.audio_seconds / self.wall_seconds if self.wall_seconds > 0 else float("inf")
+        return (
+            f"{self.out_dir}: {self.tracks} tracks ({self.rendered} rendered, {self.skipped} already there), "
+            f"{self.audio_seconds / 3600:.3f} h of audio in {self.wall_seconds:.1f} s ({rtf:.1f}x real time)"
+        )
+
+
+# --- a room group: the unit of parallel work ----------------------------------------------
+
+
+def _pin_threads() -> None:
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+
+
+def run_group(preset: dict, seed: int, split: str, group: int, indices: list[int], out_dir: str,
+              options: dict, augmentations=()) -> list[dict]:
+    """Sample and render the tracks of one room group (they share a room); returns metadata."""
+    out_dir = Path(out_dir)
+    rep = preset["repertoire"]
+    repertoire = Repertoire(rep["source"], rep["exclude"], rep["exclude_melodies"])
+    layout, names = ensemble_for_group(preset, seed, split, group)
+    scene = scene_for_group(preset, seed, split, group, layout, names)
+    cache = RirCache(options["rir_cache"]) if options.get("rir_cache") else None
+    results = []
+    for index in indices:
+        track = sample_track(preset, split, index, seed, repertoire, augmentations, scene=scene)
+        track_dir = out_dir / split / track["track_id"]
+        if options.get("dry_run"):
+            track_dir.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(track_dir / corpus_format.DRY_RUN_SPEC, track)
+            results.append(track)
+            continue
+        rendered = render_track(track, cache, augmentations)
+        results.append(corpus_format.write_track(rendered, track_dir, options.get("dry"), options.get("midi")))
+    return results
+
+
+# --- the corpus ---------------------------------------------------------------------------
+
+
+def _prewarm(preset: dict) -> None:
+    """Import the heavy modules and list the repertoire in the parent, once: forked workers
+    inherit them instead of each paying about a second before its first track."""
+    import fluidsynth  # noqa: F401
+    import pyloudnorm  # noqa: F401
+
+    rep = preset["repertoire"]
+    Repertoire(rep["source"], rep["exclude"], rep["exclude_melodies"])
+
+
+def _make_executor(jobs: int, scheduler: str | None, preset: dict):
+    if scheduler:
+        try:
+            from distributed import Client
+        except ImportError:
+            raise UserError("--scheduler needs Dask: pip install 'ensemble_synth[dask]'") from None
+        try:
+            return Client(scheduler, timeout="10s"), True
+        except Exception as exc:
+            raise UserError(f"--scheduler {scheduler}: cannot connect ({exc})") from None
+    if jobs <= 1:
+        return None, False
+    _pin_threads()
+    # fork: workers start at once and scripts need no __main__ guard; the parent holds no
+    # synthesizer or room state, only the preset.
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    if method == "fork":
+        _prewarm(preset)
+    return cf.ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context(method)), True
+
+
+def _completed(executor, futures):
+    if hasattr(executor, "gather"):  # a dask distributed.Client
+        from distributed import as_completed
+
+        return as_completed(futures)
+    return cf.as_completed(futures)
+
+
+def generate(
+    preset,
+    out_dir,
+    seed: int = 0,
+    tracks: dict | None = None,
+    jobs: int = 1,
+    executor=None,
+    scheduler: str | None = None,
+    dry_run: bool = False,
+    write_dry: bool | None = None,
+    write_midi: bool | None = None,
+    rir_cache: str | os.PathLike | None | bool = None,
+    augmentations=(),
+    progress: bool = True,
+) -> Summary:
+    """Generate (or complete) a corpus. ``tracks`` overrides the preset's split sizes.
+
+    ``executor``: any ``concurrent.futures.Executor`` (or a Dask ``Client``); by default a
+    process pool of ``jobs`` workers, or in-process for ``jobs=1``. ``rir_cache``: a folder,
+    False for none, None for the user cache (``$ENSEMBLE_SYNTH_CACHE`` or ~/.cache).
+    """
+    start = time.perf_counter()
+    preset = resolve_preset(preset)
+    if tracks:
+        for key, value in tracks.items():
+            if value is not None:
+                preset["tracks"][key] = int(value)
+        resolve_preset(preset)  # re-validate
+    out_dir = Path(out_dir)
+    augmentations = augment_mod.check(augmentations)
+    own_executor = None
+    if executor is None and scheduler:  # connect (or fail) before anything is written
+        executor, _ = _make_executor(jobs, scheduler, preset)
+        own_executor = executor
+    try:
+        return _generate(preset, out_dir, seed, executor, jobs, dry_run, write_dry, write_midi, rir_cache,
+                         augmentations, progress, start)
+    finally:
+        if own_executor is not None:
+            own_executor.close()
+
+
+def _close(executor) -> None:
+    if hasattr(executor, "gather"):  # a dask distributed.Client
+        executor.close()
+    else:
+        executor.shutdown(cancel_futures=True)
+
+
+def _generate(preset, out_dir, seed, executor, jobs, dry_run, write_dry, write_midi, rir_cache, augmentations,
+              progress, start) -> Summary:
+    corpus_format.check_or_write_corpus_toml(out_dir, preset, seed, augmentations)
+    corpus_format.clean_temporaries(out_dir)
+    options = {
+        "dry": preset["write"].get("dry", False) if write_dry is None else write_dry,
+        "midi": preset["write"].get("midi", False) if write_midi is None else write_midi,
+        "dry_run": dry_run,
+        "rir_cache": None if rir_cache is False else str(rir_cache or default_rir_cache()),
+    }
+    planned = plan(preset)
+    done = {(s, i) for s, i, _ in planned if (out_dir / s / track_id(preset, s, i) / corpus_format.METADATA).is_file()}
+    groups: dict[tuple[str, int], list[int]] = {}
+    for split, index, group in planned:
+        if (split, index) not in done:
+            groups.setdefault((split, group), []).append(index)
+    for split in SPLITS:
+        if preset["tracks"][split]:
+            (out_dir / split).mkdir(parents=True, exist_ok=True)
+
+    own_executor = None
+    if executor is None and groups:
+        executor, owned = _make_executor(jobs if len(groups) > 1 else 1, None, preset)
+        own_executor = executor if owned else None
+    bar = tqdm(total=len(planned), initial=len(done), unit="track", disable=not progress, desc="generate")
+    rendered = 0
+    try:
+        if executor is None:
+            for (split, group), indices in groups.items():
+                run_group(preset, seed, split, group, indices, str(out_dir), options, augmentations)
+                rendered += len(indices)
+                bar.update(len(indices))
+        else:
+            futures = {
+                executor.submit(run_group, preset, seed, split, group, indices, str(out_dir), options, augmentations): indices
+                for (split, group), indices in groups.items()
+            }
+            for future in _completed(executor, list(futures)):
+                future.result()
+                rendered += len(futures[future])
+                bar.update(len(futures[future]))
+    finally:
+        bar.close()
+        if own_executor is not None:
+            _close(own_executor)
+    if dry_run:
+        return Summary(len(planned), rendered, len(done), 0.0, time.perf_counter() - start, out_dir)
+    metas = [json.loads((out_dir / s / track_id(preset, s, i) / corpus_format.METADATA).read_text()) for s, i, _ in planned]
+    corpus_format.write_manifest(out_dir, metas)
+    audio = sum(m["rendered"]["duration"] for m in metas if (m["split"], m["index"]) not in done)
+    return Summary(len(planned), rendered, len(done), audio, time.perf_counter() - start, out_dir)

@@ -1,0 +1,1 @@
+"""Evaluation: BSSEval v4 metrics, reports, real data sets and scoring a model on them."""

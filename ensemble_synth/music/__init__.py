@@ -1,0 +1,1 @@
+"""Music: the instrument catalogue, repertoire sources, scores and their performance."""
