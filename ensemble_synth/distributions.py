@@ -22,7 +22,8 @@ from .errors import UserError
 DISTRIBUTIONS = ("uniform", "loguniform", "normal", "choice", "integers")
 
 
-def _is_number(x) -> bool:
+def is_number(x) -> bool:
+    """An int or float, not a bool (TOML's true is not 1)."""
     return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
@@ -36,19 +37,24 @@ def check(value: Any, where: str) -> None:
         args = value[kind]
         if not isinstance(args, list) or not args:
             raise UserError(f"{where}: '{kind}' expects a list, got {args!r}")
-        if kind != "choice" and (len(args) != 2 or not all(_is_number(a) for a in args)):
+        if kind != "choice" and (len(args) != 2 or not all(is_number(a) for a in args)):
             raise UserError(f"{where}: '{kind}' expects two numbers, got {args!r}")
         if kind in ("uniform", "loguniform", "integers") and args[0] > args[1]:
             raise UserError(f"{where}: '{kind}' range is reversed: {args!r}")
         if kind == "loguniform" and args[0] <= 0:
             raise UserError(f"{where}: 'loguniform' needs positive bounds, got {args!r}")
+        if kind == "normal" and args[1] < 0:
+            raise UserError(f"{where}: 'normal' needs a non-negative standard deviation, got {args!r}")
+        unknown = sorted(set(value) - {kind, "weights"})
+        if unknown or ("weights" in value and kind != "choice"):
+            raise UserError(f"{where}: unexpected key(s) {', '.join(unknown) or 'weights'} in a '{kind}' distribution")
         weights = value.get("weights")
         if weights is not None and (len(weights) != len(args) or any(w < 0 for w in weights) or sum(weights) <= 0):
             raise UserError(f"{where}: 'weights' must be {len(args)} non-negative numbers")
     elif isinstance(value, list):
         if not value:
             raise UserError(f"{where}: empty list")
-        if len(value) == 2 and all(_is_number(v) for v in value) and value[0] > value[1]:
+        if len(value) == 2 and all(is_number(v) for v in value) and value[0] > value[1]:
             raise UserError(f"{where}: range is reversed: {value!r}")
 
 
@@ -70,7 +76,7 @@ def draw(value: Any, rng: np.random.Generator, where: str = "value") -> Any:
         p = None if weights is None else np.asarray(weights, float) / float(np.sum(weights))
         return args[int(rng.choice(len(args), p=p))]
     if isinstance(value, list):
-        if len(value) == 2 and all(_is_number(v) for v in value):
+        if len(value) == 2 and all(is_number(v) for v in value):
             return float(rng.uniform(value[0], value[1]))
         return value[int(rng.integers(len(value)))]
     return value
@@ -86,3 +92,15 @@ def child_rng(root_seed: int, *keys: int | str) -> np.random.Generator:
         else:
             words.append(int(key))
     return np.random.default_rng(np.random.SeedSequence(words))
+
+
+def support(value: Any) -> list:
+    """The values that bound what a fixed value or distribution can give: the two ends of a
+    range, every option of a choice, the mean of a normal (its tails are unbounded)."""
+    if isinstance(value, dict):
+        kind = next((k for k in value if k in DISTRIBUTIONS), None)
+        if kind is None:
+            return [value]
+        args = value[kind]
+        return [args[0]] if kind == "normal" else list(args)
+    return list(value) if isinstance(value, list) else [value]

@@ -24,7 +24,8 @@ from helpers import BACH10_01_MIDI
 from ensemble_synth.cli import main
 from ensemble_synth.corpus.generation import generate
 from ensemble_synth.corpus.rendering import RenderedTrack, check_track, render_track
-from ensemble_synth.corpus.sampling import assign_voices, sample_track
+from ensemble_synth.corpus.sampling import sample_track
+from ensemble_synth.music.arrangement import assign_voices
 from ensemble_synth.errors import UserError
 from ensemble_synth.fileio import read_wav
 from ensemble_synth.music.repertoire import (
@@ -273,7 +274,7 @@ def test_render_spec_refuses_a_non_spec(tmp_path, capsys):
 # --- bad presets --------------------------------------------------------------------------
 
 BAD_PRESETS = {
-    "tracks_not_int": ('[tracks]\ntrain = "many"\n', "[tracks] key 'train'", "expected a non-negative integer"),
+    "tracks_not_int": ('[tracks]\ntrain = "many"\n', "[tracks] key 'train'", "expected an integer"),
     "tempo_not_number": ('[performance]\ntempo_bpm = "fast"\n', "[performance] key 'tempo_bpm'", "expected a number"),
     "reversed_range": ("[performance]\ntempo_bpm = [90, 60]\n", "[performance] key 'tempo_bpm'", "reversed"),
     "unknown_table": ("[perfomance]\ntempo_bpm = 60\n", "perfomance", "known:"),
@@ -291,7 +292,28 @@ BAD_PRESETS = {
                                    "unknown instrument 'kazoo'"),
     "unknown_program_part": ('[timbre.programs]\nkazoo = ["violin"]\n', "[timbre] key 'programs'", "unknown instrument 'kazoo'"),
     "programs_not_a_table": ('[timbre]\nprograms = "viola"\n', "[timbre] key 'programs'", "expected a table"),
-    "eq_bands_not_number": ('[timbre]\neq_bands = "many"\n', "[timbre] key 'eq_bands'", "expected a number"),
+    "eq_bands_not_number": ('[timbre]\neq_bands = "many"\n', "[timbre] key 'eq_bands'", "expected an integer"),
+    # misspelt keys are refused in every table, not ignored
+    "misspelt_table_key": ('[room]\nrooom = "church"\n', "[room]", "unknown key(s) rooom"),
+    "misspelt_top_level_key": ('layuot = "bach10"\n', "unknown key(s) layuot", "known: name"),
+    "misspelt_inline_room_key": ('[room]\nroom = {dimensions = [8, 9, 3.5], rt6 = 0.4}\n', "[room] key 'room'", "unknown key(s) rt6"),
+    # typed wrong, once tracebacks
+    "excerpt_range": ("[repertoire]\nexcerpt_seconds = [4, 8]\n", "[repertoire] key 'excerpt_seconds'", "expected a fixed number"),
+    "room_dimensions_not_numbers": ('[room]\nroom = {dimensions = ["a", "b", "c"], rt60 = 0.4}\n', "key 'dimensions' x", "expected a number"),
+    # numbers outside their valid range, once accepted or a ZeroDivisionError
+    "tempo_zero": ("[performance]\ntempo_bpm = 0\n", "[performance] key 'tempo_bpm'", "outside the valid range [10, 400] bpm"),
+    "tempo_negative": ("[performance]\ntempo_bpm = -60\n", "[performance] key 'tempo_bpm'", "outside the valid range"),
+    "tempo_factor_zero": ("[performance]\ntempo_factor = 0\n", "[performance] key 'tempo_factor'", "outside the valid range"),
+    "onset_jitter_negative": ("[performance]\nonset_jitter_ms = -50\n", "[performance] key 'onset_jitter_ms'", "outside the valid range"),
+    "articulation_zero": ("[performance]\narticulation = 0\n", "[performance] key 'articulation'", "outside the valid range (0, 2]"),
+    "articulation_negative": ("[performance]\narticulation = [-1, 1]\n", "[performance] key 'articulation'", "outside the valid range"),
+    "excerpt_negative": ("[repertoire]\nexcerpt_seconds = -5\n", "[repertoire] key 'excerpt_seconds'", "outside the valid range"),
+    "eq_bands_negative": ("[timbre]\neq_bands = -2\n", "[timbre] key 'eq_bands'", "outside the valid range"),
+    "loudness_positive": ("[mix]\nloudness_lufs = 50\n", "[mix] key 'loudness_lufs'", "outside the valid range"),
+    "peak_ceiling_zero": ("[mix]\npeak_ceiling = 0\n", "[mix] key 'peak_ceiling'", "outside the valid range (0, 1]"),
+    "normal_negative_std": ("[timbre]\ndetune_cents = {normal = [0, -5]}\n", "[timbre] key 'detune_cents'", "non-negative standard deviation"),
+    "max_order_negative": ("[room]\nroom = {dimensions = [8, 9, 3.5], rt60 = 0.4, max_order = -5}\n", "key 'max_order'", "outside the valid range"),
+    "room_too_small": ("[room]\nroom = {dimensions = [2, 2, 1], rt60 = 0.4}\n", "key 'dimensions' z", "outside the valid range"),
 }
 
 
@@ -427,7 +449,7 @@ def test_inline_layout_and_room_tables():
 
 
 def test_transposition_never_pushes_notes_out_of_range():
-    from ensemble_synth.corpus.sampling import load_piece
+    from ensemble_synth.music.arrangement import load_piece
     from ensemble_synth.music import instruments
     from ensemble_synth.music.performance import perform
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tomllib
 import os
 import subprocess
 import sys
@@ -41,7 +42,8 @@ def test_custom_augmentation_example(tmp_path):
         stems = sum(read_wav(p)[0] for p in (folder / "stems").glob("*.wav"))
         np.testing.assert_allclose(stems, mix, atol=1e-6)
     assert len(lags) == 3  # drawn per track
-    assert "late_entry=" in (out / "corpus.toml").read_text()
+    record = tomllib.loads((out / "corpus.toml").read_text())
+    assert {a["name"]: a["args"] for a in record["augmentations"]}["late_entry"] == {"max_lag_ms": 60.0}
 
 
 def test_build_corpus_example(tmp_path):

@@ -15,8 +15,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from .. import distributions
 from ..errors import UserError
 from ..presets import get_key, load_preset
+from ..schema import Key, check_table
 from .physics import SPEED_OF_SOUND
 from .seating import Player, stage_to_world
 
@@ -75,21 +77,53 @@ class Mixdown:
 
 def load_mics(mics) -> dict:
     """A mic preset name, a TOML path, or an already-loaded dict."""
-    return load_preset("mics", mics)
+    return check_mics(load_preset("mics", mics))
 
 
-def draw(value, rng: np.random.Generator) -> float:
-    """A number, or a [low, high] range drawn uniformly."""
-    if isinstance(value, list):
-        return float(rng.uniform(float(value[0]), float(value[1])))
-    return float(value)
+def draw(value, rng: np.random.Generator, where: str = "value") -> float:
+    """A number drawn from a fixed value or any distribution (:mod:`...distributions`)."""
+    return float(distributions.draw(value, rng, where))
 
 
-def _number_or_range(table: dict, key: str, source: str, default=...):
-    value = get_key(table, key, (float, list), source, default)
-    if isinstance(value, list) and (len(value) != 2 or not all(isinstance(v, (int, float)) for v in value)):
-        raise UserError(f"{source}: key '{key}': expected a number or a [low, high] range, got {value!r}")
-    return value
+MIC_KEYS = {
+    "output": Key("stereo", "name", random=False),
+    "array": Key({}, "table", random=False),
+    "mics": Key([], "list", random=False),
+    "spots": Key(None, "any"),
+}
+ARRAY_KEYS = {
+    "distance": Key(3.0, low=0.0, high=100.0, unit="m"),
+    "height": Key(3.0, low=0.0, high=50.0, unit="m"),
+    "lateral": Key(0.0, low=-100.0, high=100.0, unit="m"),
+    "target_height": Key(1.1, low=0.0, high=50.0, random=False, unit="m"),
+    "fit_room": Key(False, "bool", random=False),
+}
+MIC_ENTRY_KEYS = {
+    "name": Key(None, "name", random=False),
+    "pattern": Key("omni", "name", random=False),
+    "offset": Key([0.0, 0.0, 0.0], "list", random=False),
+    "aim": Key(0.0, low=-360.0, high=360.0, random=False, unit="degrees"),
+    "gains": Key(None, "any"),
+}
+SPOT_KEYS = {
+    "pattern": Key("cardioid", "name", random=False),
+    "distance": Key(0.9, low=0.1, high=20.0, unit="m"),
+    "height": Key(1.8, low=0.0, high=50.0, unit="m"),
+    "gain_db": Key(-6.0, low=-60.0, high=20.0, random=False, unit="dB"),
+    "delay": Key(True, "bool", random=False),
+}
+
+
+def check_mics(preset: dict) -> dict:
+    """Every key of a mic preset known and in range; errors name the file and the key."""
+    source = preset.get("_source", "mics")
+    check_table(preset, MIC_KEYS, source, extra=("name", "description"))
+    check_table(preset.get("array", {}), ARRAY_KEYS, f"{source}: [array]")
+    for i, mic in enumerate(preset.get("mics", [])):
+        check_table(mic, MIC_ENTRY_KEYS, f"{source}: mics[{i}]")
+    if preset.get("spots") is not None:
+        check_table(preset["spots"], SPOT_KEYS, f"{source}: [spots]")
+    return preset
 
 
 def direction_angles(vector) -> tuple[float, float]:
@@ -121,9 +155,9 @@ def sample_mics(preset: dict, players: list[Player], stage_centre, rng: np.rando
     n_out = OUTPUTS[output]
     array = get_key(preset, "array", dict, source, {})
     where = f"{source}: [array]"
-    distance = draw(_number_or_range(array, "distance", where, 3.0), rng)
-    height = draw(_number_or_range(array, "height", where, 3.0), rng)
-    lateral = draw(_number_or_range(array, "lateral", where, 0.0), rng)
+    distance = draw(array.get("distance", 3.0), rng, f"{where} key 'distance'")
+    height = draw(array.get("height", 3.0), rng, f"{where} key 'height'")
+    lateral = draw(array.get("lateral", 0.0), rng, f"{where} key 'lateral'")
     target_height = get_key(array, "target_height", float, where, 1.1)
     if get_key(array, "fit_room", bool, where, False):  # stay 1 m clear of the front wall in short rooms
         distance = min(distance, float(stage_centre[1]) - 1.0)
@@ -157,8 +191,8 @@ def sample_mics(preset: dict, players: list[Player], stage_centre, rng: np.rando
         where = f"{source}: [spots]"
         pattern = get_key(spots, "pattern", str, where, "cardioid")
         pattern_p(pattern, where)
-        spot_distance = draw(_number_or_range(spots, "distance", where, 0.9), rng)
-        spot_height = draw(_number_or_range(spots, "height", where, 1.8), rng)
+        spot_distance = draw(spots.get("distance", 0.9), rng, f"{where} key 'distance'")
+        spot_height = draw(spots.get("height", 1.8), rng, f"{where} key 'height'")
         gain = 10.0 ** (get_key(spots, "gain_db", float, where, -6.0) / 20.0)
         align = get_key(spots, "delay", bool, where, True)
         for player in players:

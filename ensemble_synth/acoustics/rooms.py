@@ -15,8 +15,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pyroomacoustics as pra
 
+from .. import distributions
 from ..errors import UserError
 from ..presets import get_key, load_preset
+from ..schema import Key, check_table
 from .mics import draw
 from .physics import SPEED_OF_SOUND
 
@@ -123,11 +125,49 @@ def band_rt60s(wall_rates, air_absorption: bool) -> tuple[float, ...]:
 
 def load_room(room) -> dict:
     """A room preset name, a TOML path, or an already-loaded dict."""
-    return load_preset("rooms", room)
+    return check_room(load_preset("rooms", room))
 
 
 def _choice(value, rng):
-    return value[int(rng.integers(len(value)))] if isinstance(value, list) else value
+    """A material name, or one drawn from a list or a distribution of names."""
+    return distributions.draw(value, rng, "materials")
+
+
+ROOM_KEYS = {
+    "dimensions": Key(None, "list", random=False),
+    "rt60": Key(None, "any"),
+    "materials": Key(None, "any"),
+    "air_absorption": Key(True, "bool", random=False),
+    "stage_centre": Key([0.5, 0.75], "list", random=False),
+    "model": Key("hybrid", "name", random=False),
+    "max_order": Key(-1, "integer", low=-1, high=100, random=False, unit="(-1: from the RT60)"),
+}
+DIMENSION = Key(None, low=2 * MIN_WALL_DISTANCE + 0.5, high=1000.0, unit="m")
+RT60 = Key(None, low=0.05, high=30.0, unit="s")
+FRACTION = Key(None, low=0.0, high=1.0)
+
+
+def check_room(preset: dict) -> dict:
+    """Every key of a room preset known and in range; errors name the file and the key."""
+    source = preset.get("_source", "room")
+    check_table(preset, ROOM_KEYS, source, extra=("name", "description"))
+    dims = preset.get("dimensions")
+    if not isinstance(dims, list) or len(dims) != 3:
+        raise UserError(f"{source}: key 'dimensions': expected [width, length, height] in metres (numbers or ranges), got {dims!r}")
+    for axis, value in zip("xyz", dims):
+        DIMENSION.check(value, f"{source}: key 'dimensions' {axis}")
+    if ("rt60" in preset) == ("materials" in preset):
+        raise UserError(f"{source}: give exactly one of 'rt60' or 'materials'")
+    if "rt60" in preset:
+        RT60.check(preset["rt60"], f"{source}: key 'rt60'")
+    stage = preset.get("stage_centre", [0.5, 0.75])
+    if len(stage) != 2:
+        raise UserError(f"{source}: key 'stage_centre': expected [x, y] as fractions of width and length, got {stage!r}")
+    for axis, value in zip("xy", stage):
+        FRACTION.check(value, f"{source}: key 'stage_centre' {axis}")
+    if preset.get("model", "hybrid") not in MODELS:
+        raise UserError(f"{source}: key 'model': expected one of {', '.join(MODELS)}, got {preset['model']!r}")
+    return preset
 
 
 def sample_room(preset: dict, rng: np.random.Generator) -> RoomSpec:
@@ -137,7 +177,7 @@ def sample_room(preset: dict, rng: np.random.Generator) -> RoomSpec:
     dims_spec = get_key(preset, "dimensions", list, source)
     if len(dims_spec) != 3:
         raise UserError(f"{source}: dimensions must be [width, length, height] in metres")
-    dims = tuple(round(draw(v, rng), 4) for v in dims_spec)
+    dims = tuple(round(draw(v, rng, f"{source}: dimensions"), 4) for v in dims_spec)
     if min(dims) < 2 * MIN_WALL_DISTANCE + 0.5:
         raise UserError(f"{source}: dimensions {dims} are too small for a room")
     air = get_key(preset, "air_absorption", bool, source, True)
@@ -153,9 +193,7 @@ def sample_room(preset: dict, rng: np.random.Generator) -> RoomSpec:
         raise UserError(f"{source}: give exactly one of 'rt60' or 'materials'")
     if "rt60" in preset:
         value = preset["rt60"]
-        if not isinstance(value, (int, float, list)) or isinstance(value, bool):
-            raise UserError(f"{source}: key 'rt60': expected seconds or a [low, high] range, got {value!r}")
-        rt60 = round(draw(value, rng), 4)
+        rt60 = round(draw(value, rng, f"{source}: rt60"), 4)
         alpha = absorption_for_rt60(rt60, dims, air, source)
         wall_rate = eyring_decay_rate(alpha, volume, surface)
         walls, materials = (alpha,) * 6, ()

@@ -15,6 +15,7 @@ import numpy as np
 from ..errors import UserError
 from ..music import instruments
 from ..presets import get_key, load_preset
+from ..schema import Key, check_table
 
 MIN_PLAYER_SPACING = 0.6  # m between two players' instruments; closer is an overlap
 
@@ -53,9 +54,51 @@ class Player:
                    float(d["azimuth"]), float(d["colatitude"]), float(d["p"]))
 
 
+ENSEMBLE_KEYS = {
+    "instruments": Key(None, "list", random=False),
+    "seats": Key(None, "list", random=False),
+    "jitter": Key(0.0, low=0.0, high=5.0, random=False, unit="m"),
+    "facing_jitter": Key(0.0, low=0.0, high=180.0, random=False, unit="degrees"),
+    "focus": Key(4.0, low=0.1, high=100.0, random=False, unit="m"),
+}
+SEAT_KEYS = {
+    "position": Key(None, "list", random=False),
+    "height": Key(None, low=0.0, high=10.0, random=False, unit="m"),
+    "facing": Key(None, low=-360.0, high=360.0, random=False, unit="degrees"),
+}
+
+
+def check_layout(preset: dict) -> dict:
+    """Every key of an ensemble preset known and in range; errors name the file and the key."""
+    source = preset.get("_source", "ensemble")
+    check_table(preset, ENSEMBLE_KEYS, source, extra=("name", "description"))
+    for i, seat in enumerate(preset.get("seats") or []):
+        where = f"{source}: seats[{i}]"
+        if not isinstance(seat, dict):
+            raise UserError(f"{where}: expected a table with 'position' [x, y]")
+        check_table(seat, SEAT_KEYS, where)
+    ensemble_instruments(preset)
+    return preset
+
+
 def load_layout(layout) -> dict:
-    """A layout preset name, a TOML path, or an already-loaded dict."""
-    return load_preset("ensembles", layout)
+    """A layout preset name, a TOML path, or an already-loaded dict, checked."""
+    return check_layout(load_preset("ensembles", layout))
+
+
+def ensemble_instruments(layout: dict) -> list[str]:
+    """The canonical instrument names of an ensemble preset, one per part, in score order."""
+    source = layout.get("_source", "ensemble")
+    names = layout.get("instruments")
+    if not isinstance(names, list) or not names:
+        raise UserError(f"{source}: key 'instruments': expected a non-empty list of instrument names, got {names!r}")
+    out = []
+    for name in names:
+        try:
+            out.append(instruments.get(name).name)
+        except UserError as exc:
+            raise UserError(f"{source}: key 'instruments': {exc}") from None
+    return out
 
 
 def stage_to_world(stage_centre: tuple[float, float], xyz) -> np.ndarray:

@@ -98,7 +98,7 @@ def write_track(rendered, track_dir: Path, write_dry: bool = False, write_midi: 
 def corpus_record(preset: dict, seed: int, augmentations=()) -> dict:
     record = {"seed": int(seed), "preset": public(preset)}
     if augmentations:  # custom augmentations are part of what makes the corpus
-        record["augmentations"] = [f"{a.name}={augment_mod.reference(a)}" for a in augmentations]
+        record["augmentations"] = [augment_mod.describe(a) for a in augmentations]
     return record
 
 

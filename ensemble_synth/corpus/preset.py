@@ -6,57 +6,50 @@ import copy
 import re
 from typing import Any
 
-from .. import distributions as spec
+from .. import distributions
 from ..acoustics.mics import load_mics
 from ..acoustics.rooms import load_room
 from ..acoustics.seating import load_layout
 from ..errors import UserError
 from ..music import instruments
+from ..music.arrangement import PART_POLICIES, REPERTOIRE_KEYS
+from ..music.performance import PERFORMANCE_KEYS
 from ..music.repertoire import MUSIC21_BACH, midi_files
 from ..presets import load_preset
+from ..schema import Key, check_table, defaults
 from ..synthesis.soundfonts import resolve
+from ..synthesis.timbre import TIMBRE_KEYS
+from . import augment as augment_mod
+from .mixing import MIX_KEYS
 
 SPLITS = ("train", "valid", "test")
 
-DEFAULTS: dict[str, dict[str, Any]] = {
-    "tracks": {"train": 8, "valid": 0, "test": 0, "per_room": 4},
-    "repertoire": {
-        "source": "music21:bach",
-        "exclude": [],
-        "exclude_melodies": [],
-        "part_policy": "fit",
-        "excerpt_seconds": 0.0,
-    },
-    "ensemble": {"layout": "bach10"},
-    "performance": {
-        "tempo_bpm": 72.0,
-        "tempo_factor": 1.0,
-        "rubato": 0.0,
-        "fermata_beats": 0.0,
-        "onset_jitter_ms": 0.0,
-        "level_db": 0.0,
-        "dynamics_db": 0.0,
-        "articulation": 1.0,
-        "transpose": 0,
-        "vibrato": 0,
-        "expression_db": 0.0,
-    },
-    "timbre": {
-        "soundfont": "timgm6mb",
-        "programs": {},  # instrument -> the instruments whose GM programs may play its part
-        "detune_cents": 0.0,
-        "eq_low_db": 0.0,
-        "eq_high_db": 0.0,
-        "eq_bands": 0,  # random peaking bands per player
-        "eq_band_db": 0.0,
-        "eq_band_hz": {"loguniform": [150.0, 6000.0]},
-        "eq_band_q": 1.0,
-    },
-    "room": {"enabled": True, "room": "chamber_hall", "mics": "ortf"},
-    "mix": {"gain_db": 0.0, "loudness_lufs": -24.0, "peak_ceiling": 0.891},
+TRACKS_KEYS = {
+    "train": Key(8, "integer", low=0, high=10_000_000, random=False),
+    "valid": Key(0, "integer", low=0, high=10_000_000, random=False),
+    "test": Key(0, "integer", low=0, high=10_000_000, random=False),
+    "per_room": Key(4, "integer", low=1, high=10_000_000, random=False, unit="(tracks sharing a room)"),
 }
+ENSEMBLE_TABLE_KEYS = {"layout": Key("bach10", "any")}
+ROOM_TABLE_KEYS = {
+    "enabled": Key(True, "bool", random=False),
+    "room": Key("chamber_hall", "any"),
+    "mics": Key("ortf", "any"),
+}
+WRITE_KEYS = {"dry": Key(False, "bool", random=False), "midi": Key(False, "bool", random=False)}
 
-PART_POLICIES = ("skip", "fit")
+# Each table of a corpus preset and who owns its keys.
+TABLES = {
+    "tracks": TRACKS_KEYS,
+    "repertoire": REPERTOIRE_KEYS,
+    "ensemble": ENSEMBLE_TABLE_KEYS,
+    "performance": PERFORMANCE_KEYS,
+    "timbre": TIMBRE_KEYS,
+    "room": ROOM_TABLE_KEYS,
+    "mix": MIX_KEYS,
+}
+DEFAULTS: dict[str, dict[str, Any]] = {table: defaults(keys) for table, keys in TABLES.items()}
+TOP_LEVEL = ("name", "description", "sample_rate", "write", "augment")
 
 
 def merge(base: dict, override: dict) -> dict:
@@ -71,60 +64,39 @@ def merge(base: dict, override: dict) -> dict:
 
 
 def resolve_preset(name_or_dict: str | dict) -> dict:
-    """A corpus preset with defaults filled in and every value checked."""
+    """A corpus preset with defaults filled in and every value checked (a resolved preset is returned as is)."""
+    if isinstance(name_or_dict, dict) and name_or_dict.get("_resolved"):
+        return name_or_dict
     raw = load_preset("corpora", name_or_dict)
     source = raw.get("_source", "<preset>")
-    unknown = sorted(set(raw) - set(DEFAULTS) - {"name", "description", "sample_rate", "_source", "write"})
+    raw.pop("_resolved", None)
+    unknown = sorted(set(raw) - set(DEFAULTS) - set(TOP_LEVEL) - {"_source"})
     if unknown:
-        raise UserError(f"{source}: unknown key(s) {', '.join(unknown)} (known: name, description, sample_rate, write, {', '.join(DEFAULTS)})")
-    preset = merge({"name": "corpus", "description": "", "sample_rate": 44100, "write": {"dry": False, "midi": False}}, DEFAULTS)
+        raise UserError(f"{source}: unknown key(s) {', '.join(unknown)} (known: {', '.join([*TOP_LEVEL, *DEFAULTS])})")
+    preset = merge({"name": "corpus", "description": "", "sample_rate": 44100, "write": defaults(WRITE_KEYS)}, DEFAULTS)
     preset = merge(preset, raw)
     validate(preset, source)
+    preset["_resolved"] = True
     return preset
 
 
 def validate(preset: dict, source: str) -> None:
-    for table in DEFAULTS:
-        if not isinstance(preset[table], dict):
-            raise UserError(f"{source}: [{table}] must be a table")
-        extra = sorted(set(preset[table]) - set(DEFAULTS[table]))
-        # room, layout and mic tables may be inlined as whole preset tables
-        if extra and table not in ("room", "ensemble"):
-            raise UserError(f"{source}: [{table}] unknown key(s) {', '.join(extra)} (known: {', '.join(DEFAULTS[table])})")
+    for table, keys in TABLES.items():
+        check_table(preset[table], keys, f"{source}: [{table}]")
+    check_table(preset["write"], WRITE_KEYS, f"{source}: [write]")
     if not isinstance(preset["name"], str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", preset["name"]):
         raise UserError(f"{source}: key 'name': expected a name of letters, digits, '_', '-' or '.', got {preset['name']!r}")
-    write = preset["write"]
-    if not isinstance(write, dict) or set(write) - {"dry", "midi"} or not all(isinstance(v, bool) for v in write.values()):
-        raise UserError(f"{source}: [write] expected keys dry and midi, true or false, got {write!r}")
     if not isinstance(preset["sample_rate"], int) or not 8000 <= preset["sample_rate"] <= 96000:
         raise UserError(f"{source}: key 'sample_rate': expected an integer 8000-96000, got {preset['sample_rate']!r}")
-    tracks = preset["tracks"]
-    for key in (*SPLITS, "per_room"):
-        value = tracks[key]
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0 or (key == "per_room" and value < 1):
-            raise UserError(f"{source}: [tracks] key '{key}': expected a non-negative integer, got {value!r}")
     rep = preset["repertoire"]
     if rep["part_policy"] not in PART_POLICIES:
         raise UserError(f"{source}: [repertoire] key 'part_policy': expected one of {', '.join(PART_POLICIES)}, got {rep['part_policy']!r}")
-    for key in ("exclude", "exclude_melodies"):
-        if not isinstance(rep[key], list):
-            raise UserError(f"{source}: [repertoire] key '{key}': expected a list, got {rep[key]!r}")
-    for table in ("performance", "timbre", "mix"):
-        for key, value in preset[table].items():
-            where = f"{source}: [{table}] key '{key}'"
-            if (table, key) == ("timbre", "programs"):
-                check_programs(value, where)
-                continue
-            spec.check(value, where)
-            if (table, key) != ("timbre", "soundfont"):
-                bad = [v for v in possible_values(value) if not _is_number(v)]
-                if bad:
-                    raise UserError(f"{where}: expected a number or a distribution of numbers, got {bad[0]!r}")
+    check_programs(preset["timbre"]["programs"], f"{source}: [timbre] key 'programs'")
     for table, key in (("ensemble", "layout"), ("room", "room"), ("room", "mics")):
         if not is_inline_table(preset[table][key]):
-            spec.check(preset[table][key], f"{source}: [{table}] key '{key}'")
-    if not isinstance(preset["room"].get("enabled", True), bool):
-        raise UserError(f"{source}: [room] key 'enabled': expected true or false")
+            distributions.check(preset[table][key], f"{source}: [{table}] key '{key}'")
+    if "augment" in preset:
+        augment_mod.from_preset(preset["augment"], source)
     check_references(preset, source)
 
 
@@ -134,33 +106,27 @@ def check_programs(value, where: str) -> None:
     if not isinstance(value, dict):
         raise UserError(f"{where}: expected a table from instrument to instruments, got {value!r}")
     for inst, choice in value.items():
-        spec.check(choice, f"{where} {inst}")
+        distributions.check(choice, f"{where} {inst}")
         bad = [v for v in possible_values(choice) if not isinstance(v, str)]
         if bad:
             raise UserError(f"{where} {inst}: expected instrument names, got {bad[0]!r}")
 
 
-def _is_number(x) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
-
-
 def is_inline_table(value) -> bool:
     """A layout, room or mic preset written inline (a table that is not a distribution)."""
-    return isinstance(value, dict) and not any(k in spec.DISTRIBUTIONS for k in value)
+    return isinstance(value, dict) and not any(k in distributions.DISTRIBUTIONS for k in value)
 
 
 def draw_preset(value, rng, where: str):
     """Draw a preset choice: a name, an inline table, or a distribution over them."""
-    return value if is_inline_table(value) else spec.draw(value, rng, where)
+    return value if is_inline_table(value) else distributions.draw(value, rng, where)
 
 
 def possible_values(value) -> list:
     """What a fixed value or distribution can give (for a range: its two ends)."""
     if is_inline_table(value):
         return [value]
-    if isinstance(value, dict):
-        return list(next(value[k] for k in value if k in spec.DISTRIBUTIONS))
-    return list(value) if isinstance(value, list) else [value]
+    return distributions.support(value)
 
 
 def check_references(preset: dict, source: str) -> None:
@@ -170,14 +136,7 @@ def check_references(preset: dict, source: str) -> None:
     not in a worker halfway through a corpus.
     """
 
-    def layout_ok(choice):
-        names = load_layout(choice).get("instruments")
-        if not isinstance(names, list) or not names:
-            raise UserError(f"layout {choice if isinstance(choice, str) else 'inline'}: 'instruments' must be a non-empty list")
-        for name in names:
-            instruments.get(name)
-
-    checks = [("ensemble", "layout", layout_ok), ("timbre", "soundfont", resolve)]
+    checks = [("ensemble", "layout", load_layout), ("timbre", "soundfont", resolve)]
     if preset["room"].get("enabled", True):
         checks += [("room", "room", load_room), ("room", "mics", load_mics)]
     for table, key, loader in checks:

@@ -11,16 +11,14 @@ import numpy as np
 from ..acoustics.capture import spatialize
 from ..acoustics.scene import Scene
 from ..errors import UserError
+from ..music.arrangement import load_piece
 from ..music.performance import controls, perform
 from ..music.score import Part
 from ..synthesis.fluid_renderer import PartVoice, render_parts
 from ..synthesis.soundfonts import resolve as resolve_soundfont
 from ..synthesis.timbre import apply_eq
 from . import augment as augment_mod
-from .sampling import load_piece
-
-DRY_LOUDNESS_LUFS = -30.0  # every dry stem is matched to this before the part gains
-
+from .mixing import MixSpec, match_dry_levels, normalise_mixture
 
 
 class RenderedTrack:
@@ -45,71 +43,40 @@ class RenderedTrack:
         return {**self.spec, "rendered": self.report}
 
 
-def _loudness(meter, audio: np.ndarray) -> float:
-    """Integrated loudness of (n,) or (channels, n) audio; -inf when silent."""
-    data = audio.T if audio.ndim == 2 else audio
-    if len(data) < meter.rate:  # pyloudnorm needs at least one 400 ms block; pad short clips
-        pad = [(0, meter.rate - len(data))] + ([(0, 0)] if data.ndim == 2 else [])
-        data = np.pad(data, pad)
-    with np.errstate(divide="ignore"):
-        return float(meter.integrated_loudness(data.astype(np.float64)))
-
-
 def render_track(track: dict, cache=None, augmentations=()) -> RenderedTrack:
-    """Render a track spec (as ``sample_track`` returns it, or a ``metadata.json``)."""
-    import pyloudnorm
+    """Render a track spec (as ``sample_track`` returns it, or a ``metadata.json``).
 
+    The pipeline: perform the arrangement -> score augmentations -> FluidSynth, one dry stem
+    a part -> timbre EQ -> dry levels -> dry augmentations -> the scene's impulse responses
+    (images at the output channels) -> image augmentations -> the mixture's loudness.
+    """
     sr = int(track["sample_rate"])
     records = track.get("augmentations", [])
     augs = augment_mod.resolve(records, list(augmentations))
-    piece = load_piece(track["source"])
-    notes = perform(piece, track["parts"], track["performance"])
-    for record in records:
-        if record["stage"] == "score":
-            notes = augs[record["name"]].apply(notes, record["params"], sr)
-    parts = [Part(p["name"], p["instrument"], n) for p, n in zip(track["parts"], notes)]
+    part_specs = track["parts"]
+    notes = perform(load_piece(track["source"]), part_specs, track["performance"])
+    notes = augment_mod.apply_stage("score", notes, records, augs, sr)
+    parts = [Part(p["name"], p["instrument"], n) for p, n in zip(part_specs, notes)]
     empty = [p.name for p in parts if len(p.notes) == 0]
     if empty:
         raise UserError(f"track {track['track_id']}: no notes for {', '.join(empty)} in the excerpt")
-    voices = [PartVoice(resolve_soundfont(p["soundfont"]), p["program"], 0, p["detune_cents"]) for p in track["parts"]]
+    voices = [PartVoice(resolve_soundfont(p["soundfont"]), p["program"], 0, p["detune_cents"]) for p in part_specs]
     duration = max(p.end_time for p in parts)
-    dry = render_parts(parts, voices, sr, [controls(p, duration) for p in track["parts"]])
-    meter = pyloudnorm.Meter(sr)
-    report = {"dry_gain_db": [], "normalisation_gain_db": 0.0}
-    for i, p in enumerate(track["parts"]):
+    dry = render_parts(parts, voices, sr, [controls(p, duration) for p in part_specs])
+    for i, p in enumerate(part_specs):
         dry[i] = apply_eq(dry[i], sr, p["eq_low_db"], p["eq_high_db"], p.get("eq_peaks", ()))
-        loud = _loudness(meter, dry[i])
-        if not np.isfinite(loud):
-            raise UserError(f"track {track['track_id']}: part {p['name']} rendered silent with {p['soundfont']}")
-        gain_db = DRY_LOUDNESS_LUFS - loud + p["gain_db"]
-        dry[i] *= np.float32(10 ** (gain_db / 20))
-        report["dry_gain_db"].append(round(gain_db, 6))
-    for record in records:
-        if record["stage"] == "dry":
-            dry = augs[record["name"]].apply(dry, record["params"], sr)
+    dry_gains = match_dry_levels(dry, [p["gain_db"] for p in part_specs], sr, [p["name"] for p in part_specs],
+                                 (f"track {track['track_id']}", [p["soundfont"] for p in part_specs]))
+    dry = augment_mod.apply_stage("dry", dry, records, augs, sr)
     if track.get("scene") is not None:
-
         images = spatialize(dry, Scene.from_dict(track["scene"]), sr, cache)
     else:
         images = dry[:, None, :].copy()
-    for record in records:
-        if record["stage"] == "image":
-            images = augs[record["name"]].apply(images, record["params"], sr)
+    images = augment_mod.apply_stage("image", images, records, augs, sr)
     images = np.ascontiguousarray(images, dtype=np.float32)
-    mix = images.sum(axis=0, dtype=np.float32)
-    loud = _loudness(meter, mix)
-    gain_db = track["mix"]["loudness_lufs"] - loud
-    peak = float(np.abs(mix).max()) * 10 ** (gain_db / 20)
-    if peak > track["mix"]["peak_ceiling"]:
-        gain_db += 20 * np.log10(track["mix"]["peak_ceiling"] / peak)
-    images *= np.float32(10 ** (gain_db / 20))
-    report["normalisation_gain_db"] = round(float(gain_db), 6)
-    # Loudness is scale-invariant (the gates move with the gain), so no second measurement.
-    report["loudness_lufs"] = round(float(loud + gain_db), 3)
-    report["samples"] = int(images.shape[-1])
-    report["duration"] = images.shape[-1] / sr
-    report["channels"] = int(images.shape[1])
-    report["notes"] = [int(len(n)) for n in notes]
+    report = {"dry_gain_db": dry_gains, **normalise_mixture(images, MixSpec.from_dict(track["mix"]), sr),
+              "samples": int(images.shape[-1]), "duration": images.shape[-1] / sr, "channels": int(images.shape[1]),
+              "notes": [int(len(n)) for n in notes]}
     rendered = RenderedTrack(track, images, dry, notes, report)
     check_track(rendered)
     return rendered

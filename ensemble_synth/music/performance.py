@@ -8,8 +8,12 @@ is drawn from the spec's own seed, so the same spec always performs the same way
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
+from ..distributions import draw
+from ..schema import Key
 from .repertoire import BEAT, FERMATA, LENGTH, PITCH, Piece
 from .score import END, START, VELOCITY
 from .score import PITCH as N_PITCH
@@ -19,6 +23,99 @@ RUBATO_KNOT_BEATS = 4.0
 DYNAMICS_KNOT_BEATS = 8.0
 BASE_VELOCITY = 80.0
 MIN_NOTE_SECONDS = 0.03
+EXPRESSION_KNOT_SECONDS = 1.0
+EXPRESSION_STEP_SECONDS = 0.04
+EXPRESSION_HEADROOM_DB = 4.0  # the curve swells around this much below full expression
+CC_MODULATION, CC_EXPRESSION = 1, 11
+
+# The [performance] table of a corpus preset: a distribution or a fixed value each.
+PERFORMANCE_KEYS = {
+    "tempo_bpm": Key(72.0, low=10.0, high=400.0, unit="bpm"),
+    "tempo_factor": Key(1.0, low=0.1, high=10.0),
+    "rubato": Key(0.0, low=0.0, high=1.0, unit="(std of log tempo)"),
+    "fermata_beats": Key(0.0, low=0.0, high=16.0, unit="beats"),
+    "onset_jitter_ms": Key(0.0, low=0.0, high=500.0, unit="ms"),
+    "level_db": Key(0.0, low=-40.0, high=40.0, unit="dB"),
+    "dynamics_db": Key(0.0, low=0.0, high=40.0, unit="dB"),
+    "articulation": Key(1.0, low=0.0, high=2.0, open_low=True, unit="(fraction of the note length)"),
+    "transpose": Key(0, "integer", low=-24, high=24, unit="semitones"),
+    "vibrato": Key(0, "number", low=0, high=127, unit="(MIDI CC 1)"),
+    "expression_db": Key(0.0, low=0.0, high=40.0, unit="dB"),
+}
+
+
+@dataclass(frozen=True)
+class PerformanceSpec:
+    """The performance shared by all parts of a track (``metadata.json``'s ``performance``)."""
+
+    tempo_bpm: float
+    window: tuple[float, float]
+    transpose: int
+    fermata_beats: float
+    rubato_knots: tuple[float, ...]
+    dynamics_knots_db: tuple[float, ...]
+    seed: int  # per-note jitter
+
+    def to_dict(self) -> dict:
+        return {"tempo_bpm": self.tempo_bpm, "window": list(self.window), "transpose": self.transpose,
+                "fermata_beats": self.fermata_beats, "rubato_knots": list(self.rubato_knots),
+                "dynamics_knots_db": list(self.dynamics_knots_db), "seed": self.seed}
+
+    @classmethod
+    def sample(cls, config: dict, rng: np.random.Generator, tempo_bpm: float, window, transpose: int) -> "PerformanceSpec":
+        """Draw the curves and the holds; tempo, window and transposition are drawn before (they
+        decide the excerpt)."""
+        span = window[1] - window[0]
+        rubato = float(draw(config["rubato"], rng, "rubato"))
+        dynamics = float(draw(config["dynamics_db"], rng, "dynamics_db"))
+        fermata = float(draw(config["fermata_beats"], rng, "fermata_beats"))
+        rubato_knots = [float(x) for x in rng.normal(0, rubato, int(span / RUBATO_KNOT_BEATS) + 3)] if rubato > 0 else []
+        dynamics_knots = ([float(x) for x in rng.normal(0, dynamics, int(span / DYNAMICS_KNOT_BEATS) + 3)]
+                          if dynamics > 0 else [])
+        return cls(tempo_bpm, tuple(window), transpose, fermata, tuple(rubato_knots), tuple(dynamics_knots),
+                   int(rng.integers(0, 2**31 - 1)))
+
+
+def sample_tempo(config: dict, score_tempo: float | None, rng: np.random.Generator) -> float:
+    """The track's tempo: the score's own (or one drawn) times a drawn factor."""
+    tempo = score_tempo if score_tempo is not None else draw(config["tempo_bpm"], rng, "tempo_bpm")
+    return float(tempo) * float(draw(config["tempo_factor"], rng, "tempo_factor"))
+
+
+@dataclass(frozen=True)
+class PartPerformance:
+    """How one player performs: timing, level, note length, vibrato and a swell curve."""
+
+    onset_jitter_ms: float
+    level_db: float
+    articulation: float
+    vibrato: int = 0
+    expression_knots_db: tuple[float, ...] = ()
+
+    def timing(self) -> dict:
+        return {"onset_jitter_ms": self.onset_jitter_ms, "level_db": self.level_db, "articulation": self.articulation}
+
+    def expression(self) -> dict:
+        """Recorded only when used, so specs of presets without them stay as they were."""
+        out: dict = {}
+        if self.vibrato > 0:
+            out["vibrato"] = self.vibrato
+        if self.expression_knots_db:
+            out["expression_knots_db"] = list(self.expression_knots_db)
+        return out
+
+    @classmethod
+    def sample(cls, config: dict, rng: np.random.Generator, rng_expression: np.random.Generator,
+               seconds: float) -> "PartPerformance":
+        """``rng`` draws the timing and level, ``rng_expression`` vibrato and swells over ``seconds``."""
+        jitter = float(draw(config["onset_jitter_ms"], rng, "onset_jitter_ms"))
+        level = float(draw(config["level_db"], rng, "level_db"))
+        articulation = float(draw(config["articulation"], rng, "articulation"))
+        vibrato = int(round(draw(config["vibrato"], rng_expression, "vibrato")))
+        expression = float(draw(config["expression_db"], rng_expression, "expression_db"))
+        knots = ([float(x) for x in rng_expression.normal(0, expression, int(seconds / EXPRESSION_KNOT_SECONDS) + 3)]
+                 if expression > 0 else [])
+        return cls(jitter, level, articulation, vibrato, tuple(knots))
 
 
 def smooth_curve(knots: list[float], spacing: float, beats: np.ndarray) -> np.ndarray:
@@ -104,11 +201,6 @@ def perform(piece: Piece, parts: list[dict], perf: dict) -> list[np.ndarray]:
         out.append(notes[np.lexsort((notes[:, N_PITCH], notes[:, START]))])
     return out
 
-
-EXPRESSION_KNOT_SECONDS = 1.0
-EXPRESSION_STEP_SECONDS = 0.04
-EXPRESSION_HEADROOM_DB = 4.0  # the curve swells around this much below full expression
-CC_MODULATION, CC_EXPRESSION = 1, 11
 
 
 def controls(part: dict, duration: float) -> np.ndarray | None:

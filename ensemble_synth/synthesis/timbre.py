@@ -1,12 +1,88 @@
-"""Per-player timbre: low/high shelves and random peaking bands (RBJ biquads) on a dry stem."""
+"""Per-player timbre: which sound plays a part, its detuning and its EQ.
+
+The timbre stage of a track: :class:`PartTimbre` is drawn from a corpus preset's
+``[timbre]`` table (soundfont, GM program, possibly another instrument's program playing
+the part, detuning, low/high shelves and random peaking bands) and applied to the dry stem
+with RBJ biquads (:func:`apply_eq`).
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.signal import lfilter
 
+from ..distributions import draw
+from ..music import instruments
+from ..schema import Key
+from .soundfonts import resolve as resolve_soundfont
+
 LOW_SHELF_HZ = 250.0
 HIGH_SHELF_HZ = 3000.0
+
+# The [timbre] table of a corpus preset.
+TIMBRE_KEYS = {
+    "soundfont": Key("timgm6mb", "name"),
+    "programs": Key({}, "table", random=False),  # instrument -> the instruments whose GM programs may play its part
+    "detune_cents": Key(0.0, low=-100.0, high=100.0, unit="cents"),
+    "eq_low_db": Key(0.0, low=-24.0, high=24.0, unit="dB"),
+    "eq_high_db": Key(0.0, low=-24.0, high=24.0, unit="dB"),
+    "eq_bands": Key(0, "integer", low=0, high=32),  # random peaking bands per player
+    "eq_band_db": Key(0.0, low=-24.0, high=24.0, unit="dB"),
+    "eq_band_hz": Key({"loguniform": [150.0, 6000.0]}, low=20.0, high=24000.0, unit="Hz"),
+    "eq_band_q": Key(1.0, low=0.05, high=50.0),
+}
+
+
+@dataclass(frozen=True)
+class PartTimbre:
+    """How one player sounds. ``program_instrument``: whose GM program plays the part, when
+    the preset's program pool chose another instrument's; ``eq_peaks``: ``{"hz", "db", "q"}``."""
+
+    soundfont: str
+    soundfont_file: str
+    program: int
+    detune_cents: float
+    eq_low_db: float
+    eq_high_db: float
+    program_instrument: str | None = None
+    eq_peaks: tuple[dict, ...] = ()
+
+    def voice(self) -> dict:
+        return {"soundfont": self.soundfont, "soundfont_file": self.soundfont_file, "program": self.program,
+                "detune_cents": self.detune_cents, "eq_low_db": self.eq_low_db, "eq_high_db": self.eq_high_db}
+
+    def extras(self) -> dict:
+        """Recorded only when the preset asks for them, so older specs stay as they were."""
+        out: dict = {}
+        if self.program_instrument is not None:
+            out["program_instrument"] = self.program_instrument
+        if self.eq_peaks:
+            out["eq_peaks"] = [dict(band) for band in self.eq_peaks]
+        return out
+
+    @classmethod
+    def sample(cls, config: dict, instrument: str, rng: np.random.Generator,
+               rng_pool: np.random.Generator) -> "PartTimbre":
+        """``rng`` draws the font, detuning and shelves; ``rng_pool`` the program pool and the bands."""
+        font = resolve_soundfont(draw(config["soundfont"], rng, "soundfont"))
+        detune = float(draw(config["detune_cents"], rng, "detune_cents"))
+        low = float(draw(config["eq_low_db"], rng, "eq_low_db"))
+        high = float(draw(config["eq_high_db"], rng, "eq_high_db"))
+        program, player = instruments.get(instrument).program, None
+        pool = config["programs"].get(instrument)
+        if pool is not None:
+            chosen = instruments.get(draw(pool, rng_pool, f"programs {instrument}"))
+            program, player = chosen.program, chosen.name
+        bands = int(round(draw(config["eq_bands"], rng_pool, "eq_bands")))
+        peaks = tuple(
+            {"hz": float(draw(config["eq_band_hz"], rng_pool, "eq_band_hz")),
+             "db": float(draw(config["eq_band_db"], rng_pool, "eq_band_db")),
+             "q": float(draw(config["eq_band_q"], rng_pool, "eq_band_q"))}
+            for _ in range(max(bands, 0))
+        )
+        return cls(font.name, font.path.name, program, detune, low, high, player, peaks)
 
 
 def shelf_coefficients(kind: str, gain_db: float, freq: float, sample_rate: int, slope: float = 1.0):
