@@ -16,13 +16,17 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from .acoustics.seating import load_layout
+from .acoustics.seating import ensemble_instruments, load_layout
 from .corpus.generation import generate
 from .corpus.preset import resolve_preset
 from .errors import UserError
 from .evaluation.datasets import load_dataset
 from .evaluation.model_scoring import evaluate_mixture, evaluate_model, mean_sdr
+from .music.performance import PERFORMANCE_KEYS
 from .presets import list_presets
+from .schema import defaults
+from .separation.allocator import jemalloc_preloaded, training_allocator_env
+from .separation.config import resolve_config
 from .versions import versions
 
 VARIANTS = ("dry", "room", "timbre", "performance", "full")
@@ -55,10 +59,7 @@ BUDGETS = {
                    "the study's model at 44.1 kHz: for a GPU"),
 }
 
-NO_PERFORMANCE = {
-    "tempo_bpm": 72.0, "tempo_factor": 1.0, "rubato": 0.0, "fermata_beats": 0.0, "onset_jitter_ms": 0.0,
-    "level_db": 0.0, "dynamics_db": 0.0, "articulation": 1.0, "transpose": 0, "vibrato": 0, "expression_db": 0.0,
-}
+NO_PERFORMANCE = defaults(PERFORMANCE_KEYS)  # the preset defaults: no variation
 NO_TIMBRE = {"soundfont": DRY_SOUNDFONT, "detune_cents": 0.0, "eq_low_db": 0.0, "eq_high_db": 0.0}
 
 
@@ -94,7 +95,7 @@ def ensemble_layout(instruments: list[str]) -> str:
     """The ensemble preset whose instruments are the real set's, in order."""
 
     for name in list_presets("ensembles"):
-        if list(load_layout(name)["instruments"]) == list(instruments):
+        if ensemble_instruments(load_layout(name)) == list(instruments):
             return name
     raise UserError(f"no ensemble preset seats {', '.join(instruments)}; add one to presets/ensembles/")
 
@@ -126,7 +127,6 @@ def _train_and_score(variant: str, corpus: Path, out_dir: Path, budget: Budget, 
     import torch
 
     from .separation import load_separator, train
-    from .separation.allocator import jemalloc_preloaded
 
     torch.set_num_threads(threads)
 
@@ -182,8 +182,6 @@ def _train_all(corpora: dict, out_dir, plan, real, seed, causal, workers, thread
     import concurrent.futures as cf
     import multiprocessing
 
-    from .separation.allocator import training_allocator_env
-
     alone = workers == 1
     if not alone:
         log(f"training {workers} variants at a time ({threads} thread(s) each); epoch lines follow, "
@@ -218,7 +216,6 @@ def run_bench(real: list[str], out_dir, budget: str = "smoke", causal: bool = Fa
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise UserError(f"unknown variant(s) {', '.join(unknown)} (known: {', '.join(VARIANTS)})")
-    from .separation.config import resolve_config
 
     resolve_config(plan.model)  # a bad model preset fails now, not after the first corpus
     real_tracks = []

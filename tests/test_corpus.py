@@ -313,6 +313,10 @@ BAD_PRESETS = {
     "peak_ceiling_zero": ("[mix]\npeak_ceiling = 0\n", "[mix] key 'peak_ceiling'", "outside the valid range (0, 1]"),
     "normal_negative_std": ("[timbre]\ndetune_cents = {normal = [0, -5]}\n", "[timbre] key 'detune_cents'", "non-negative standard deviation"),
     "max_order_negative": ("[room]\nroom = {dimensions = [8, 9, 3.5], rt60 = 0.4, max_order = -5}\n", "key 'max_order'", "outside the valid range"),
+    # valid keys whose scene cannot exist: refused before corpus.toml is written
+    "rt60_unreachable": ("[room]\nroom = {dimensions = [3, 3, 2.5], rt60 = 10}\n", "the scene of train room group 0", "not reachable"),
+    "rt60_too_short_for_hall": ("[room]\nroom = {dimensions = [100, 150, 40], rt60 = 0.05}\n", "room group 0", "not reachable"),
+    "players_outside_room": ("[room]\nroom = {dimensions = [3, 3, 3], rt60 = 0.3}\n", "with the seating of", "outside the room"),
     "room_too_small": ("[room]\nroom = {dimensions = [2, 2, 1], rt60 = 0.4}\n", "key 'dimensions' z", "outside the valid range"),
 }
 

@@ -67,8 +67,9 @@ def sample_scene(room, layout, mics, instruments: list[str], rng: np.random.Gene
         players = sample_players(layout_preset, list(instruments), room_spec.stage_centre, rng)
         mic_list, mixdown = sample_mics(mic_preset, players, room_spec.stage_centre, rng)
         try:
-            check_inside(room_spec, players, layout_preset.get("_source", "layout"))
-            check_inside(room_spec, mic_list, mic_preset.get("_source", "mics"))
+            room_source = room_preset.get("_source", "room")
+            check_inside(room_spec, players, f"{room_source} with the seating of {layout_preset.get('_source', 'layout')}")
+            check_inside(room_spec, mic_list, f"{room_source} with the microphones of {mic_preset.get('_source', 'mics')}")
             break
         except UserError:
             if attempt == SCENE_ATTEMPTS - 1:

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..music import instruments
+from ..music.score import part_name
 from ..presets import get_key, load_preset
 from ..schema import Key, check_table
 
@@ -114,7 +115,7 @@ def stage_azimuth_to_world(angle_deg: float) -> float:
 
 
 def part_names(instrument_names: list[str]) -> list[str]:
-    return [f"{i + 1}_{name}" for i, name in enumerate(instrument_names)]
+    return [part_name(i, name) for i, name in enumerate(instrument_names, 1)]
 
 
 def sample_players(layout: dict, instrument_names: list[str], stage_centre, rng: np.random.Generator) -> list[Player]:

@@ -21,6 +21,7 @@ from ..acoustics.rir_cache import RirCache
 from ..errors import UserError
 from ..fileio import write_json_atomic
 from ..music.repertoire import Repertoire
+from ..workers import die_with_parent
 from . import augment as augment_mod
 from . import format as corpus_format
 from .preset import SPLITS, resolve_preset
@@ -112,7 +113,9 @@ def _make_executor(jobs: int, scheduler: str | None, preset: dict):
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     if method == "fork":
         _prewarm(preset)
-    return cf.ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context(method)), True
+    # Workers end with this process: a SIGKILLed run leaves none blocked on the queue.
+    return cf.ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context(method),
+                                  initializer=die_with_parent, initargs=(os.getpid(),)), True
 
 
 def _completed(executor, futures):
@@ -172,8 +175,22 @@ def _close(executor) -> None:
         executor.shutdown(cancel_futures=True)
 
 
+def check_scenes(preset: dict, seed: int) -> None:
+    """Sample every room group's ensemble and scene before anything is written: a room that
+    cannot reach its RT60, or players and microphones that do not fit in it, fail here and
+    leave no corpus behind (drawing a scene costs milliseconds; no impulse response is computed)."""
+    source = preset.get("_source", "<preset>")
+    for split, group in sorted({(split, group) for split, _, group in plan(preset)}):
+        try:
+            layout, names = ensemble_for_group(preset, seed, split, group)
+            scene_for_group(preset, seed, split, group, layout, names)
+        except UserError as exc:
+            raise UserError(f"{source}: the scene of {split} room group {group}: {exc}") from None
+
+
 def _generate(preset, out_dir, seed, executor, jobs, dry_run, write_dry, write_midi, rir_cache, augmentations,
               progress, start) -> Summary:
+    check_scenes(preset, seed)
     corpus_format.check_or_write_corpus_toml(out_dir, preset, seed, augmentations)
     corpus_format.clean_temporaries(out_dir)
     options = {

@@ -31,6 +31,7 @@ from ..corpus.preset import SPLITS
 from ..errors import UserError
 from ..fileio import read_wav
 from ..music import instruments
+from ..music.score import part_name
 
 KINDS = ("bach10", "urmp", "folder")
 BACH10_PARTS = (("violin", "violin"), ("clarinet", "clarinet"), ("saxphone", "tenor_saxophone"), ("bassoon", "bassoon"))
@@ -101,7 +102,7 @@ def _is_bach10_piece(folder: Path) -> bool:
 
 def _load_bach10_piece(folder: Path) -> Recording:
     paths = [folder / f"{folder.name}-{spelling}.wav" for spelling, _ in BACH10_PARTS]
-    names = [f"{i + 1}_{canonical}" for i, (_, canonical) in enumerate(BACH10_PARTS)]
+    names = [part_name(i, canonical) for i, (_, canonical) in enumerate(BACH10_PARTS, 1)]
     stems, sr = _read_stems(paths)
     return Recording(folder.name, names, [c for _, c in BACH10_PARTS], stems, sr)
 
