@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 import os
 from pathlib import Path
@@ -12,6 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
+from ..fileio import write_bytes_atomic
 from ..music.instruments import get as get_instrument  # noqa: E402
 from .scene import Scene  # noqa: E402
 
@@ -63,6 +65,10 @@ def plot_plan(scene: Scene, path: str | os.PathLike) -> Path:
     stage.set_ylim(min(ys) - 1.0, max(ys) + 1.0)
     stage.set_title("stage (arrows: facing / microphone aim; the audience is toward y = 0)")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    buffer = io.BytesIO()
+    try:
+        fig.savefig(buffer, format="png", dpi=110)
+    finally:
+        plt.close(fig)
+    write_bytes_atomic(path, buffer.getvalue())  # whole or not at all, no temporary left on failure
     return path

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+import tomllib
 from pathlib import Path
 
 import click
 
+from ..corpus import format as corpus_format
 from ..corpus.format import write_track
+from ..corpus.generation import default_rir_cache
 from ..corpus.generation import generate as run
+from ..corpus.preset import SPLITS
 from ..corpus.rendering import render_track
 from ..errors import UserError
+from ..fileio import check_output_dir
 from ..presets import KINDS, list_presets, load_preset, preset_path
 from .group import cli
 
@@ -37,11 +42,47 @@ def generate(preset, out_dir, tracks, train, valid, test, seed, jobs, scheduler,
     if tracks is not None and any(v is not None for v in (train, valid, test)):
         raise UserError("--tracks cannot be combined with --train/--valid/--test")
     sizes = {"train": tracks, "valid": 0, "test": 0} if tracks is not None else {"train": train, "valid": valid, "test": test}
+    check_output_dir(out_dir, fill=True)
+    _check_same_extras(Path(out_dir), write_dry, write_midi)
+    try:
+        check_output_dir(rir_cache or default_rir_cache(), fill=True)
+    except UserError as exc:
+        raise UserError(f"{exc} (the RIR cache; choose another with --rir-cache)") from None
     summary = run(
         preset, out_dir, seed=seed, tracks=sizes, jobs=jobs or os.cpu_count() or 1, scheduler=scheduler,
         dry_run=dry_run, write_dry=write_dry, write_midi=write_midi, rir_cache=rir_cache, progress=not quiet,
     )
     click.echo(summary.line() if not dry_run else f"{out_dir}: {summary.tracks} track specs sampled (dry run)")
+
+
+def _check_same_extras(out_dir: Path, write_dry: bool | None, write_midi: bool | None) -> None:
+    """Refuse to mix tracks with and without dry stems (or MIDI) in one corpus.
+
+    A corpus's finished tracks are never rendered again, so ``--dry`` on a corpus made
+    without dry stems would add them to new tracks only (or, on a finished corpus, to none).
+    """
+    record_path = out_dir / corpus_format.CORPUS_RECORD
+    try:
+        record = tomllib.loads(record_path.read_text())
+        written = record["preset"]["write"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # no corpus there yet, or one that generate itself refuses
+    finished = [meta.parent for split in SPLITS for meta in (out_dir / split).glob(f"*/{corpus_format.METADATA}")
+                if not meta.parent.name.startswith(".")]
+    if not finished:
+        return
+    complete = (out_dir / corpus_format.MANIFEST).is_file()
+    for flag, asked, folder, what in (("dry", write_dry, corpus_format.DRY, "dry stems"),
+                                      ("midi", write_midi, corpus_format.MIDI, "MIDI")):
+        want = bool(written.get(flag, False)) if asked is None else asked
+        have = [(track / folder).is_dir() for track in finished]
+        if want and not all(have):
+            raise UserError(f"{out_dir}: this corpus was made without {what} ({have.count(False)} of {len(have)} "
+                            f"tracks have no {folder}/) and its tracks are not rendered again; "
+                            f"use a new output directory for a corpus with {what}")
+        if not want and any(have) and not complete:
+            raise UserError(f"{out_dir}: this corpus was made with {what}; pass --{flag} to complete it "
+                            f"(or use a new output directory)")
 
 
 @cli.command("render-spec")
@@ -63,15 +104,10 @@ def render_spec(metadata, out_dir, write_dry, write_midi, overwrite):
     if not isinstance(track, dict) or "parts" not in track or "performance" not in track:
         raise UserError(f"{path}: not a track spec (no 'parts' and 'performance')")
     track.pop("rendered", None)
-    out = Path(out_dir)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise UserError(f"{out}: output directory exists and is not empty (use --overwrite to replace it)")
-    if out.exists():
-        import shutil
-
-        shutil.rmtree(out)
+    out = check_output_dir(out_dir, overwrite=overwrite)
+    rendered = render_track(track)
     out.parent.mkdir(parents=True, exist_ok=True)
-    meta = write_track(render_track(track), out, write_dry, write_midi)
+    meta = write_track(rendered, out, write_dry, write_midi)  # replaces what is there only once the new one is whole
     click.echo(f"{out}: {len(meta['parts'])} stems, {meta['rendered']['duration']:.1f} s")
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
@@ -18,7 +17,14 @@ from ..acoustics.rir_simulation import SIMULATOR_VERSION, measure_rt60, simulate
 from ..acoustics.scene import sample_scene
 from ..acoustics.seating import load_layout
 from ..errors import UserError
-from ..fileio import atomic_directory, read_wav, write_json_atomic, write_wav
+from ..fileio import (
+    atomic_directory,
+    check_output_dir,
+    check_output_file,
+    read_wav,
+    write_json_atomic,
+    write_wav,
+)
 from ..music import instruments
 from ..presets import get_key
 from .group import cli
@@ -88,6 +94,9 @@ def _instruments(parts: list[dict]) -> list[str]:
 def spatialize(stems_dir, out_dir, room, layout, mics, seed, cache_dir, overwrite):
     """Place dry stems in a room: write mix.wav, stems/<part>.wav (images) and metadata.json."""
 
+    check_output_dir(out_dir, overwrite=overwrite)  # before the room is simulated
+    if cache_dir:
+        check_output_dir(cache_dir, fill=True)
     parts, dry, sample_rate = read_stems(stems_dir)
     scene = sample_scene(room, layout, mics, _instruments(parts), np.random.default_rng(seed))
     images = run_spatialize(dry, scene, sample_rate, RirCache(cache_dir) if cache_dir else None)
@@ -125,6 +134,7 @@ def rir(room, layout, mics, seed, out_dir, sample_rate, overwrite):
 
     if sample_rate < 8000:
         raise UserError(f"--sample-rate {sample_rate}: must be at least 8000 Hz")
+    check_output_dir(out_dir, overwrite=overwrite)  # before the room is simulated
     scene = _layout_scene(room, layout, mics, seed)
     rirs = simulate_rirs(scene, sample_rate)
     files = []
@@ -144,13 +154,11 @@ def rir(room, layout, mics, seed, out_dir, sample_rate, overwrite):
 @cli.command()
 @_scene_options
 @click.option("-o", "--output", "out_path", required=True, type=click.Path(path_type=Path), help="PNG file.")
-def plan(room, layout, mics, seed, out_path):
+@click.option("--overwrite", is_flag=True, help="Replace an existing PNG file.")
+def plan(room, layout, mics, seed, out_path, overwrite):
     """Draw the floor plan: room, players, microphones and their aim."""
 
+    check_output_file(out_path, overwrite=overwrite)
     scene = _layout_scene(room, layout, mics, seed)
-    if not out_path.parent.is_dir():
-        raise UserError(f"{out_path.parent}: directory not found")
-    tmp = out_path.with_name(f".{out_path.stem}.tmp{os.getpid()}.png")
-    plot_plan(scene, tmp)
-    os.replace(tmp, out_path)
+    plot_plan(scene, out_path)
     click.echo(f"{out_path}: plan of {len(scene.players)} players and {len(scene.mics)} microphones")
