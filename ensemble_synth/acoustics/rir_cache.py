@@ -46,6 +46,10 @@ class RirCache:
         rirs = simulate_rirs(scene, sample_rate)
         self.directory.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npy")
-        np.save(tmp, rirs)
-        os.replace(tmp, path)
+        try:
+            np.save(tmp, rirs)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         return rirs

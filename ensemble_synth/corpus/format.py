@@ -85,7 +85,11 @@ def write_track(rendered, track_dir: Path, write_dry: bool = False, write_midi: 
         if track_dir.exists():  # a dry run's spec.json, or an older render: replace it whole
             old = track_dir.parent / f"{TMP_PREFIX}old-{track_dir.name}-{os.getpid()}"
             os.replace(track_dir, old)
-            os.replace(tmp, track_dir)
+            try:
+                os.replace(tmp, track_dir)
+            except BaseException:
+                os.replace(old, track_dir)  # the old folder goes back where it was
+                raise
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, track_dir)
