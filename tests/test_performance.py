@@ -190,10 +190,6 @@ def test_fermata_shifts_strictly_later_onsets_by_the_hold():
     assert held[6, START] - plain[6, START] == pytest.approx(4.0)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: beat_to_seconds.held() counts holds with searchsorted(side='left'), so an onset exactly "
-    "at a fermata's end (the next chord, in every chorale) is not delayed: it starts while the held "
-    "note still sounds, and its own end is shifted, so it is lengthened by the hold instead"))
 def test_fermata_delays_the_onset_right_at_its_end():
     plain = perform_one(fermata_piece())
     held = perform_one(fermata_piece(), fermata_beats=2.0)

@@ -38,6 +38,9 @@ MANIFEST_COLUMNS = (
     "track_id", "split", "path", "duration", "sample_rate", "channels", "ensemble",
     "parts", "instruments", "room", "rt60", "mics", "source",
 )
+# 2: the chord after a fermata waits for the hold (version 1 started it at the hold's start).
+# Recorded in every track spec and in corpus.toml: a corpus is resumed only by the version that began it.
+SPEC_VERSION = 2
 TMP_PREFIX = ".tmp-"  # track folders being written
 CORPUS_RECORD = "corpus.toml"
 MANIFEST = "manifest.csv"
@@ -100,7 +103,7 @@ def write_track(rendered, track_dir: Path, write_dry: bool = False, write_midi: 
 
 
 def corpus_record(preset: dict, seed: int, augmentations=()) -> dict:
-    record = {"seed": int(seed), "preset": public(preset)}
+    record = {"seed": int(seed), "spec_version": SPEC_VERSION, "preset": public(preset)}
     if augmentations:  # custom augmentations are part of what makes the corpus
         record["augmentations"] = [augment_mod.describe(a) for a in augmentations]
     return record
@@ -114,7 +117,8 @@ def check_or_write_corpus_toml(out_dir: Path, preset: dict, seed: int, augmentat
             existing = tomllib.loads(path.read_text())
         except Exception:
             raise UserError(f"{path}: unreadable corpus record; remove it or use another output directory") from None
-        old = {k: existing[k] for k in ("seed", "preset", "augmentations") if k in existing}
+        old = {k: existing.get(k, 1 if k == "spec_version" else None) for k in ("seed", "spec_version", "preset", "augmentations")
+               if k in existing or k == "spec_version"}
         new = json.loads(json.dumps(record))
         if old != new:
             raise UserError(

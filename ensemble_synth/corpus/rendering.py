@@ -54,7 +54,8 @@ def render_track(track: dict, cache=None, augmentations=()) -> RenderedTrack:
     records = track.get("augmentations", [])
     augs = augment_mod.resolve(records, list(augmentations))
     part_specs = track["parts"]
-    notes = perform(load_piece(track["source"]), part_specs, track["performance"])
+    notes = perform(load_piece(track["source"]), part_specs, track["performance"],
+                    onsets_after_holds=track.get("spec_version", 1) >= 2)
     notes = augment_mod.apply_stage("score", notes, records, augs, sr)
     parts = [Part(p["name"], p["instrument"], n) for p, n in zip(part_specs, notes)]
     empty = [p.name for p in parts if len(p.notes) == 0]

@@ -29,10 +29,10 @@ from ..music.repertoire import PITCH, Repertoire
 from ..music.score import part_name
 from ..synthesis.timbre import PartTimbre
 from . import augment as augment_mod
+from .format import SPEC_VERSION
 from .mixing import MixSpec
 from .preset import SPLITS, draw_preset, resolve_preset
 
-SPEC_VERSION = 1
 
 
 class TrackStreams:

@@ -134,7 +134,7 @@ def fermata_ends(piece: Piece, window: tuple[float, float]) -> np.ndarray:
     return np.unique(ends[(ends > window[0]) & (ends <= window[1])])
 
 
-def beat_to_seconds(perf: dict, piece: Piece, window: tuple[float, float]):
+def beat_to_seconds(perf: dict, piece: Piece, window: tuple[float, float], onsets_after_holds: bool = True):
     """A function mapping score beats (from the window start) to performed seconds."""
     start, end = window
     holds = fermata_ends(piece, window) if perf.get("fermata_beats", 0) > 0 else np.zeros(0)
@@ -145,14 +145,15 @@ def beat_to_seconds(perf: dict, piece: Piece, window: tuple[float, float]):
     seconds_per_beat = 60.0 / (perf["tempo_bpm"] * np.exp(log_dev))
     elapsed = np.concatenate([[0.0], np.cumsum(seconds_per_beat[:-1] * GRID)])
 
-    def held(beats: np.ndarray) -> np.ndarray:
-        # A fermata holds its chord: every later beat moves back by the hold.
-        absolute = beats + start
-        shifts = extra * np.searchsorted(holds, absolute, side="left")
-        return beats + shifts
+    def held(beats: np.ndarray, side: str) -> np.ndarray:
+        # A fermata holds its chord: every later beat moves back by the hold. An onset at the
+        # hold's end (the next chord) counts it ("right"); a note ending there is the held one.
+        # Track specs of version 1 counted it for neither (the next chord came in early).
+        absolute = np.round(beats + start, 6)
+        return beats + extra * np.searchsorted(np.round(holds, 6), absolute, side=side)
 
     def convert(beats: np.ndarray, is_end: bool = False) -> np.ndarray:
-        stretched = held(beats)
+        stretched = held(beats, "right" if onsets_after_holds and not is_end else "left")
         if is_end and extra > 0 and len(holds):
             on_hold = np.isin(np.round(beats + start, 6), np.round(holds, 6))
             stretched = stretched + on_hold * extra
@@ -169,17 +170,18 @@ def in_window(voice: np.ndarray, window: tuple[float, float]) -> np.ndarray:
     return out
 
 
-def perform(piece: Piece, parts: list[dict], perf: dict) -> list[np.ndarray]:
+def perform(piece: Piece, parts: list[dict], perf: dict, onsets_after_holds: bool = True) -> list[np.ndarray]:
     """Performed notes, one (n, 4) array (start s, end s, pitch, velocity) per part.
 
     ``parts[i]`` holds ``voice`` (index into the piece's voices), ``octave`` (shift),
     ``onset_jitter_ms``, ``level_db`` and ``articulation``; ``perf`` holds ``tempo_bpm``,
     ``rubato_knots``, ``fermata_beats``, ``dynamics_knots_db``, ``transpose``, ``window``
-    (start and end beat) and ``seed``.
+    (start and end beat) and ``seed``. ``onsets_after_holds=False`` renders version-1 specs
+    as they were rendered (the chord after a fermata started at the hold's start).
     """
     rng = np.random.default_rng(int(perf["seed"]))
     window = (float(perf["window"][0]), float(perf["window"][1]))
-    to_seconds = beat_to_seconds(perf, piece, window)
+    to_seconds = beat_to_seconds(perf, piece, window, onsets_after_holds)
     lead_in = float(perf.get("lead_in", 0.1))
     out = []
     for part in parts:
