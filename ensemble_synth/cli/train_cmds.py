@@ -7,7 +7,8 @@ from pathlib import Path
 import click
 
 from ..errors import UserError
-from ..fileio import atomic_directory, read_wav, write_wav
+from ..fileio import atomic_directory, check_output_dir, read_wav, write_wav
+from ..separation import require_torch
 from .group import cli
 
 
@@ -28,8 +29,12 @@ from .group import cli
 @click.option("--quiet", is_flag=True, help="No progress bar or epoch lines.")
 def train(corpus_dir, run_dir, model, target, max_minutes, max_steps, epochs, device, seed, resume, quiet):
     """Train a ConvTasNet on a generated corpus."""
-    from ..separation import require_torch
-
+    if max_steps is not None and max_steps < 1:
+        raise UserError(f"--max-steps = {max_steps}: must be at least 1")
+    if max_minutes is not None and not max_minutes >= 0:
+        raise UserError(f"--max-minutes = {max_minutes}: must be 0 or more (0 trains a single step)")
+    if epochs is not None and epochs < 1:
+        raise UserError(f"--epochs = {epochs}: must be at least 1")
     require_torch()
     from ..separation import train as train_model
 
@@ -52,19 +57,22 @@ def train(corpus_dir, run_dir, model, target, max_minutes, max_steps, epochs, de
 @click.option("--overwrite", is_flag=True, help="Replace OUT_DIR if it exists.")
 def separate(mix, model_path, out_dir, device, chunk_seconds, adapt_channels, overwrite):
     """Separate MIX into one WAV per model output, at MIX's sample rate."""
-    from ..separation import require_torch
-
     require_torch()
     from ..separation import load_separator
+    from ..separation.inference import check_chunking, check_mixture
 
+    check_chunking(chunk_seconds, chunk_option="--chunk-seconds")
     if not mix.is_file():
         raise UserError(f"{mix}: file not found")
     try:
         audio, rate = read_wav(mix)
     except Exception as exc:  # soundfile's errors for unreadable files vary by version
-        raise UserError(f"{mix}: cannot read audio: {exc}") from None
+        raise UserError(f"{mix}: cannot read audio: {' '.join(str(exc).split())[:200] or type(exc).__name__}") from None
+    check_mixture(audio, rate, str(mix))
+    check_output_dir(out_dir, overwrite=overwrite)  # before the work, not after it
     separator = load_separator(model_path, device=device)
-    outputs = separator.separate(audio, rate, chunk_seconds=chunk_seconds, adapt_channels=adapt_channels)
+    outputs = separator.separate(audio, rate, chunk_seconds=chunk_seconds, adapt_channels=adapt_channels,
+                                 name=str(mix))
     with atomic_directory(out_dir, overwrite=overwrite) as tmp:
         for name, signal in outputs.items():
             write_wav(tmp / f"{name}.wav", signal, rate)

@@ -10,7 +10,14 @@ number we return the same one (to rounding). What museval refuses we define:
 - a source whose reference is all zeros over the whole signal is flagged
   (``silent_sources``), scores NaN everywhere and is left out of the projection basis
   of the others (it spans nothing); museval raises on it;
-- an all-zero estimate is scored (SDR 0 dB), museval raises on it.
+- an all-zero estimate is scored (SDR, ISR and SNR 0 dB) and flagged (``silent_estimates``);
+  museval raises on it. It holds none of its reference, so its SI-SDR is -inf (never +inf:
+  silence is not a perfect estimate), and its SIR and SAR, ratios of parts of the estimate
+  that are all zero, are undefined (NaN);
+- NaN or infinite samples in a reference or an estimate are refused (:class:`UserError`
+  naming the input and the source), as is a signal with no samples.
+
+Generally a ratio 0/0 is NaN, never +inf; x/0 for x > 0 is +inf (a perfect estimate), as in museval.
 
 Speed comes from computing every correlation once: the lagged correlations between the
 signals by block FFTs accumulated in the frequency domain, one Cholesky factorisation of
@@ -29,6 +36,8 @@ import numpy as np
 import scipy.fft
 import scipy.linalg
 
+from ..errors import UserError
+
 METRICS = ("SDR", "ISR", "SIR", "SAR")
 FILTERS_LEN = 512  # museval's distortion filter length (taps)
 
@@ -42,10 +51,13 @@ class Evaluation:
     """Scores of one track, per source and window.
 
     frames: metric name -> float64 array (n_sources, n_frames); NaN where the source's
-        reference window is silent; +inf where an error energy is exactly zero.
+        reference window is silent, and SIR and SAR NaN throughout for an all-zero estimate;
+        +inf where an error energy is exactly zero.
     silent_frames: (n_sources,) number of NaN (silent-reference) windows per source.
     silent_sources: (n_sources,) True where the reference is all zeros over the signal.
-    si_sdr, snr: (n_sources,) whole-signal SI-SDR and SNR in dB (NaN for silent sources).
+    si_sdr, snr: (n_sources,) whole-signal SI-SDR and SNR in dB (NaN for silent sources;
+        SI-SDR -inf for an all-zero estimate of a non-silent reference).
+    silent_estimates: (n_sources,) True where the estimate is all zeros over the signal.
     window, hop: in samples; sample_rate in Hz.
     """
 
@@ -57,6 +69,11 @@ class Evaluation:
     window: int
     hop: int
     sample_rate: int
+    silent_estimates: np.ndarray | None = None  # None (from older callers) means none is silent
+
+    def __post_init__(self):
+        if self.silent_estimates is None:
+            object.__setattr__(self, "silent_estimates", np.zeros(len(self.silent_sources), dtype=bool))
 
     @property
     def metrics(self) -> tuple[str, ...]:
@@ -102,6 +119,9 @@ def evaluate_sources(
     window, hop: seconds (museval's defaults are 1.0 and 1.0); None means one window
     over the whole signal. metrics: any of SDR, ISR, SIR, SAR; SDR alone skips the
     distortion filters entirely.
+
+    Raises :class:`UserError` for NaN or infinite samples (naming the input and the source
+    index) and ValueError for arrays of the wrong shape or with no samples.
     """
     metrics = tuple(metrics)
     unknown = [m for m in metrics if m not in METRICS]
@@ -116,6 +136,7 @@ def evaluate_sources(
     energy, err_energy = _window_energies(refs, ests if "SDR" in metrics else None, starts, win_len)
     ref_energy, est_energy, dot, error_energy = _signal_sums(refs, ests)
     silent_sources = ref_energy == 0
+    silent_estimates = est_energy == 0
     silent_windows = energy == 0
 
     frames: dict[str, np.ndarray] = {}
@@ -136,6 +157,7 @@ def evaluate_sources(
         window=win,
         hop=hop_n,
         sample_rate=int(sample_rate),
+        silent_estimates=silent_estimates,
     )
 
 
@@ -188,7 +210,33 @@ def _as_sources(references, estimates) -> tuple[np.ndarray, np.ndarray]:
         refs, ests = refs[:, None], ests[:, None]
     if refs.ndim != 3 or refs.shape[0] == 0 or refs.shape[-1] == 0:
         raise ValueError(f"expected (sources, channels, samples) or (sources, samples), got {refs.shape}")
+    for label, x in (("references", refs), ("estimates", ests)):
+        bad = nonfinite_samples(x)
+        if bad:
+            source, sample = bad[0]
+            more = f" (and {len(bad) - 1} other source(s))" if len(bad) > 1 else ""
+            raise UserError(f"{label}: source {source} holds NaN or infinite samples (the first at sample {sample})"
+                            f"{more}; they cannot be scored")
     return refs, ests
+
+
+def nonfinite_samples(x: np.ndarray, chunk: int = 1 << 16) -> list[tuple[int, int]]:
+    """(source index, first sample index) of every source of ``x`` (sources, ..., samples)
+    that holds a NaN or an infinity; empty when all are finite. Chunked: no full-size mask."""
+    x = np.asarray(x)
+    if x.ndim == 1:
+        x = x[None]
+    first = np.full(x.shape[0], -1, dtype=np.int64)
+    for i in range(0, x.shape[-1], chunk):
+        part = x[..., i : i + chunk]
+        ok = np.isfinite(part)
+        if ok.all():
+            continue
+        per_sample = ok.reshape(x.shape[0], -1, part.shape[-1]).all(axis=1)  # (sources, chunk)
+        for s in np.flatnonzero(~per_sample.all(axis=1)):
+            if first[s] < 0:
+                first[s] = i + int(np.argmin(per_sample[s]))
+    return [(int(s), int(first[s])) for s in np.flatnonzero(first >= 0)]
 
 
 def _signal_sums(refs: np.ndarray, ests: np.ndarray, chunk: int = 1 << 16):
@@ -210,6 +258,7 @@ def _si_sdr_from_sums(ref_energy, est_energy, dot) -> np.ndarray:
         target = dot**2 / ref_energy  # energy of the scaled reference
     residual = np.maximum(est_energy - target, 0.0)
     out = _db(target, residual)
+    out[est_energy == 0] = -np.inf  # an all-zero estimate holds none of its reference (not 0/0)
     out[ref_energy == 0] = np.nan
     return out
 
@@ -252,12 +301,13 @@ def _window_energies(refs: np.ndarray, ests: np.ndarray | None, starts: np.ndarr
 
 
 def _db(num, den) -> np.ndarray:
-    """10 log10(num / den) with museval's conventions: den == 0 -> +inf."""
+    """10 log10(num / den) with museval's conventions: den == 0 -> +inf; but 0 / 0 -> NaN
+    (where nothing was measured there is no perfect score)."""
     num = np.asarray(num, dtype=np.float64)
     den = np.asarray(den, dtype=np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         out = 10.0 * np.log10(num / den)
-    return np.where(den == 0, np.inf, out)
+    return np.where(den == 0, np.where(num == 0, np.nan, np.inf), out)
 
 
 def _nanmedian_rows(values: np.ndarray) -> np.ndarray:

@@ -41,7 +41,11 @@ def references_for(separator, track) -> tuple[list[str], list[str], np.ndarray]:
 
 
 def evaluate_model(separator, tracks, metrics=METRICS, progress: bool = False) -> list[TrackResult]:
-    """Separate every track with ``separator`` and score the parts it separates."""
+    """Separate every track with ``separator`` and score the parts it separates.
+
+    A track whose mixture has no samples or holds NaN or infinite samples is refused
+    (:class:`UserError` naming the track), as are NaN or infinite stems.
+    """
     from tqdm import tqdm
 
     results = []
@@ -49,7 +53,8 @@ def evaluate_model(separator, tracks, metrics=METRICS, progress: bool = False) -
         outputs, insts, refs = references_for(separator, track)
         if not outputs:
             continue
-        estimated = separator.separate(track.mixture, track.sample_rate, adapt_channels=True)
+        estimated = separator.separate(track.mixture, track.sample_rate, adapt_channels=True,
+                                       name=f"track {track.name}")
         ests = np.stack([estimated[name] for name in outputs])
         results.append(score_arrays(track.name, refs, ests, track.sample_rate, outputs, insts, metrics=metrics))
     return results

@@ -17,7 +17,7 @@ from .._version import __version__
 from ..errors import UserError
 from ..fileio import read_wav, write_bytes_atomic, write_json_atomic, write_text_atomic
 from ..music import instruments
-from .metrics import METRICS, Evaluation, evaluate_sources
+from .metrics import METRICS, Evaluation, evaluate_sources, nonfinite_samples
 
 SUMMARY_METRICS = ("SDR", "ISR", "SIR", "SAR", "SI-SDR", "SNR")
 
@@ -41,6 +41,7 @@ class TrackResult:
             row["frames"] = self.evaluation.n_frames
             row["silent_frames"] = int(self.evaluation.silent_frames[i])
             row["silent"] = bool(self.evaluation.silent_sources[i])
+            row["silent_estimate"] = bool(self.evaluation.silent_estimates[i])
             out.append(row)
         return out
 
@@ -68,6 +69,7 @@ class TrackResult:
                     "name": part,
                     "instrument": self.instruments[i],
                     "silent": bool(ev.silent_sources[i]),
+                    "silent_estimate": bool(ev.silent_estimates[i]),
                     "silent_frames": int(ev.silent_frames[i]),
                     "summary": {m: _q(v[i]) for m, v in summary.items()},
                     "frames": frames,
@@ -95,7 +97,17 @@ def score_arrays(
     hop: float | None = 1.0,
     metrics: Sequence[str] = METRICS,
 ) -> TrackResult:
-    """Evaluate estimates (parts, channels, samples) against references of one track."""
+    """Evaluate estimates (parts, channels, samples) against references of one track.
+
+    NaN or infinite samples are refused with a :class:`UserError` naming the track and the part.
+    """
+    for label, signals in (("reference", references), ("estimate", estimates)):
+        bad = nonfinite_samples(signals)
+        if bad:
+            index, sample = bad[0]
+            part = parts[index] if index < len(parts) else f"source {index}"
+            raise UserError(f"{name}: {label} of part {part} holds NaN or infinite samples "
+                            f"(the first at sample {sample}); it cannot be scored")
     evaluation = evaluate_sources(references, estimates, sample_rate, window=window, hop=hop, metrics=metrics)
     insts = list(part_instruments) if part_instruments is not None else [guess_instrument(p) for p in parts]
     return TrackResult(name, list(parts), insts, evaluation)
@@ -116,7 +128,7 @@ def score_dirs(ref_dir: Path, est_dir: Path, window: float | None = 1.0, hop: fl
     ref_dir, est_dir = Path(ref_dir), Path(est_dir)
     for folder in (ref_dir, est_dir):
         if not folder.is_dir():
-            raise UserError(f"{folder}: folder not found")
+            raise UserError(f"{folder}: " + ("is a file, not a folder" if folder.exists() else "folder not found"))
     ref_paths = sorted(ref_dir.glob("*.wav"))
     if not ref_paths:
         raise UserError(f"{ref_dir}: no .wav files")
@@ -130,6 +142,8 @@ def score_dirs(ref_dir: Path, est_dir: Path, window: float | None = 1.0, hop: fl
             raise UserError(f"{est_path}: estimate is missing (reference {ref_path} has none)")
         ref, ref_sr = _read(ref_path)
         est, est_sr = _read(est_path)
+        for path, audio, sr in ((ref_path, ref, ref_sr), (est_path, est, est_sr)):
+            _check_signal(path, audio, sr)
         rate = rate or ref_sr
         for path, sr in ((ref_path, ref_sr), (est_path, est_sr)):
             if sr != rate:
@@ -208,13 +222,18 @@ def markdown_table(rows: Sequence[dict], columns: Sequence[str] | None = None) -
 
 def write_csv(rows: Sequence[dict], path: str | Path) -> None:
     """Rows as CSV (atomically); NaN as an empty cell."""
+    write_text_atomic(path, csv_text(rows))
+
+
+def csv_text(rows: Sequence[dict]) -> str:
+    """Rows as CSV text; NaN as an empty cell."""
     buffer = io.StringIO()
     columns = list(rows[0].keys()) if rows else []
     writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     for row in rows:
         writer.writerow({k: ("" if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()})
-    write_text_atomic(path, buffer.getvalue())
+    return buffer.getvalue()
 
 
 def sdr_boxplot(results: Sequence[TrackResult], path: str | Path, title: str = "SDR per instrument") -> Path:
@@ -268,7 +287,23 @@ def _read(path: Path) -> tuple[np.ndarray, int]:
     try:
         return read_wav(path)
     except Exception as exc:  # soundfile raises several types for unreadable files
-        raise UserError(f"{path}: cannot read audio ({exc})") from None
+        raise UserError(f"{path}: cannot read audio ({_one_line(exc)})") from None
+
+
+def _check_signal(path: Path, audio: np.ndarray, rate: int) -> None:
+    """Refuse a file that cannot be scored: no samples, or NaN or infinite samples."""
+    if audio.shape[-1] == 0:
+        raise UserError(f"{path}: the file holds no samples (0 frames); there is nothing to score")
+    bad = nonfinite_samples(audio[None])
+    if bad:
+        sample = bad[0][1]
+        raise UserError(f"{path}: holds NaN or infinite samples (the first at sample {sample}, "
+                        f"{sample / rate:.3f} s); it cannot be scored")
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text[:200] or type(exc).__name__
 
 
 def _q(value) -> float | None:

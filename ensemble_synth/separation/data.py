@@ -68,6 +68,36 @@ def plan_layout(tracks: list[TrackEntry], target: str | None, corpus_dir: str | 
     return SourceLayout((target, "accompaniment"), (target, "accompaniment"), target), chosen
 
 
+STEM_LENGTH_TOLERANCE_SECONDS = 0.001  # the manifest rounds durations to 1 ms (error up to 0.5 ms)
+
+
+def check_stems(tracks: list[TrackEntry], tolerance: float = STEM_LENGTH_TOLERANCE_SECONDS) -> None:
+    """Every stem of ``tracks`` exists and agrees with its manifest row: sample rate, channels and
+    length (within ``tolerance`` seconds of the duration). Reads headers only (soundfile.info).
+
+    A truncated or foreign stem would otherwise be zero-padded into training without a word.
+    """
+    for track in tracks:
+        for part in track.parts:
+            path = track.stem_path(part)
+            if not path.is_file():
+                raise UserError(f"{path}: stem not found (track {track.track_id} lists part {part})")
+            try:
+                info = sf.info(str(path))
+            except Exception as exc:  # soundfile raises several types for unreadable files
+                raise UserError(f"{path}: cannot read stem: {' '.join(str(exc).split())[:160]}") from None
+            if info.samplerate != track.sample_rate:
+                raise UserError(f"{path}: stem sample rate {info.samplerate} Hz differs from the manifest's "
+                                f"{track.sample_rate} Hz")
+            if info.channels != track.channels:
+                raise UserError(f"{path}: stem has {info.channels} channel(s) but the manifest gives {track.channels}")
+            seconds = info.frames / info.samplerate
+            if abs(seconds - track.duration) > tolerance + 1e-9:
+                raise UserError(f"{path}: stem has {info.frames} frames ({seconds:.3f} s) but the manifest gives "
+                                f"{track.duration:.3f} s at {track.sample_rate} Hz "
+                                f"({round(track.duration * track.sample_rate)} frames); truncated or foreign stem?")
+
+
 def check_channels(tracks: list[TrackEntry], corpus_dir) -> int:
     counts = sorted({t.channels for t in tracks})
     if len(counts) > 1:

@@ -7,6 +7,7 @@ are cross-faded, so away from the file's ends every output sample has full conte
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -44,8 +45,10 @@ def _fade_weights(chunk: int, overlap: int, first: bool, last: bool) -> np.ndarr
 class Separator:
     """A trained model ready to separate: ``separate(mixture, rate) -> {output name: audio}``."""
 
-    def __init__(self, model: torch.nn.Module, config: dict, layout: dict, device: torch.device):
+    def __init__(self, model: torch.nn.Module, config: dict, layout: dict, device: torch.device,
+                 source: str | None = None):
         self.model = model.to(device).eval()
+        self.source = source  # the checkpoint it was loaded from, for messages
         self.config = config
         self.device = device
         self.sample_rate: int = int(config["model"]["sample_rate"])
@@ -68,6 +71,7 @@ class Separator:
     def separate_at_model_rate(self, audio: np.ndarray, chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
                                overlap_seconds: float | None = None) -> np.ndarray:
         """``(batch, channels, n)`` at the model's rate -> ``(batch, sources, channels, n)``, chunked."""
+        check_chunking(chunk_seconds, overlap_seconds)
         length = audio.shape[-1]
         overlap = max(int(round((overlap_seconds if overlap_seconds is not None else MIN_OVERLAP_SECONDS)
                                 * self.sample_rate)),
@@ -85,15 +89,24 @@ class Separator:
         return out / norm
 
     def separate(self, mixture: np.ndarray, sample_rate: int, chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
-                 overlap_seconds: float | None = None, adapt_channels: bool = False) -> dict[str, np.ndarray]:
+                 overlap_seconds: float | None = None, adapt_channels: bool = False,
+                 name: str | None = None) -> dict[str, np.ndarray]:
         """Separate ``mixture`` ``(channels, n)`` at ``sample_rate``; returns ``{name: (channels, n)}``
         at the same rate and length. ``adapt_channels`` runs a mono model on each channel of a
-        multichannel file, or a stereo model on a duplicated mono file (and averages back)."""
+        multichannel file, or a stereo model on a duplicated mono file (and averages back).
+
+        A mixture with no samples, or with NaN or infinite samples, is refused (:class:`UserError`,
+        naming ``name``, the file or track it came from, where given), as are chunk or overlap
+        lengths that are not positive.
+        """
+        where = f"{name}: " if name else ""
+        check_chunking(chunk_seconds, overlap_seconds)
         mixture = np.asarray(mixture, dtype=np.float32)
         if mixture.ndim == 1:
             mixture = mixture[None]
         if mixture.ndim != 2:
-            raise UserError(f"mixture must be (channels, samples), got shape {mixture.shape}")
+            raise UserError(f"{where}mixture must be (channels, samples), got shape {mixture.shape}")
+        check_mixture(mixture, sample_rate, name or "mixture")
         in_channels, length = mixture.shape
         if in_channels == self.channels:
             batch = mixture[None]
@@ -102,7 +115,7 @@ class Separator:
         elif adapt_channels and in_channels == 1:
             batch = np.repeat(mixture, self.channels, axis=0)[None]
         else:
-            raise UserError(f"mixture has {in_channels} channel(s) but the model was trained on {self.channels} "
+            raise UserError(f"{where}mixture has {in_channels} channel(s) but the model was trained on {self.channels} "
                             "(downmix or duplicate it, or use --adapt-channels)")
         audio = resample(batch, sample_rate, self.sample_rate)
         separated = self.separate_at_model_rate(audio, chunk_seconds, overlap_seconds)
@@ -116,11 +129,40 @@ class Separator:
             result = separated[:, :, 0].transpose(1, 0, 2)  # batch was the channels
         else:
             result = separated[0].mean(axis=1, keepdims=True)
+        if not np.isfinite(result).all():
+            raise UserError(f"{self.source or 'the model'}: the model's output for {name or 'the mixture'} holds NaN "
+                            "or infinite samples (are its weights finite?)")
         return {name: np.ascontiguousarray(result[i]) for i, name in enumerate(self.output_names)}
+
+
+def check_chunking(chunk_seconds: float, overlap_seconds: float | None = None,
+                   chunk_option: str = "chunk_seconds", overlap_option: str = "overlap_seconds") -> None:
+    """Refuse a chunk length (or an overlap) that is not a finite number of seconds above 0."""
+    for option, value in ((chunk_option, chunk_seconds), (overlap_option, overlap_seconds)):
+        if value is None and option == overlap_option:
+            continue
+        try:
+            ok = math.isfinite(float(value)) and float(value) > 0
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise UserError(f"{option} = {value}: must be a number of seconds greater than 0 and finite "
+                            "(chunks shorter than twice the overlap are lengthened to that)")
+
+
+def check_mixture(mixture: np.ndarray, sample_rate: int, name: str = "mixture") -> None:
+    """Refuse a mixture ``(channels, n)`` with no samples or with NaN or infinite samples."""
+    if mixture.shape[-1] == 0:
+        raise UserError(f"{name}: the mixture holds no samples (0 frames); there is nothing to separate")
+    finite = np.isfinite(mixture)
+    if not finite.all():
+        first = int(np.argmin(finite.all(axis=0)))
+        raise UserError(f"{name}: the mixture holds {int(finite.size - finite.sum())} NaN or infinite sample(s) "
+                        f"(the first at sample {first}, {first / sample_rate:.3f} s); it cannot be separated")
 
 
 def load_separator(path: str | Path, device: str = "auto") -> Separator:
     """The separator saved at ``path`` (``model.pt``/``last.pt`` or a run directory)."""
     payload = read_checkpoint(path)
     model = model_from_checkpoint(payload)
-    return Separator(model, payload["config"], payload["layout"], resolve_device(device))
+    return Separator(model, payload["config"], payload["layout"], resolve_device(device), source=payload["_path"])

@@ -11,6 +11,7 @@ import contextlib
 import csv
 import io
 import math
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -28,6 +29,7 @@ from .config import architecture, describe_difference, resolve_config
 from .data import (
     SegmentSampler,
     check_channels,
+    check_stems,
     plan_layout,
     validation_items,
 )
@@ -116,6 +118,10 @@ def train(corpus_dir, run_dir, model="small", target: str | None = None, max_min
     """
     started = time.monotonic()
     corpus_dir, run_dir = Path(corpus_dir), Path(run_dir)
+    if max_steps is not None and (isinstance(max_steps, bool) or int(max_steps) != max_steps or max_steps < 1):
+        raise UserError(f"max_steps = {max_steps}: must be a whole number, at least 1")
+    if max_minutes is not None and not max_minutes >= 0:
+        raise UserError(f"max_minutes = {max_minutes}: must be 0 or more (0 trains a single step)")
     config = resolve_config(model, {**overrides, "epochs": epochs})
     training, model_cfg = config["training"], config["model"]
 
@@ -130,8 +136,31 @@ def train(corpus_dir, run_dir, model="small", target: str | None = None, max_min
     valid_tracks = [t for t in tracks if t.split == "valid"] or train_tracks
     if not train_tracks:
         raise UserError(f"{corpus_dir}: no tracks in split 'train'" + (f" with '{target}'" if target else ""))
+    check_stems(train_tracks if valid_tracks is train_tracks else train_tracks + valid_tracks)
 
+    created = _first_missing(run_dir)  # the outermost folder this call makes, if any
     state = _prepare_run_dir(run_dir, resume)
+    try:
+        return _train(corpus_dir, run_dir, config, layout, train_tracks, valid_tracks, state, target, started,
+                      max_minutes, max_steps, device, seed, progress, log)
+    except BaseException:
+        # A run directory this call made holds nothing of use until the first checkpoint.
+        if created is not None and not (run_dir / "model.pt").exists():
+            shutil.rmtree(created, ignore_errors=True)
+        raise
+
+
+def _first_missing(path: Path) -> Path | None:
+    """The outermost of ``path`` and its parents that does not exist (None if ``path`` exists)."""
+    missing = None
+    while not path.exists() and path != path.parent:
+        missing, path = path, path.parent
+    return missing
+
+
+def _train(corpus_dir: Path, run_dir: Path, config: dict, layout, train_tracks, valid_tracks, state, target,
+           started: float, max_minutes, max_steps, device, seed, progress, log) -> Path:
+    training, model_cfg = config["training"], config["model"]
     if state is not None:
         _check_resume(state, config, layout.to_dict(), run_dir)
 
