@@ -16,14 +16,13 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from .acoustics.seating import ensemble_instruments, load_layout
+from .acoustics.seating import layout_for
 from .corpus.generation import generate
 from .corpus.preset import resolve_preset
 from .errors import UserError
 from .evaluation.datasets import load_dataset
 from .evaluation.model_scoring import evaluate_mixture, evaluate_model, mean_sdr
 from .music.performance import PERFORMANCE_KEYS
-from .presets import list_presets
 from .schema import defaults
 from .separation.allocator import jemalloc_preloaded, training_allocator_env
 from .separation.config import resolve_config
@@ -89,15 +88,6 @@ def variant_preset(base: dict, variant: str, budget: Budget, layout: str, exclud
         preset["mix"]["gain_db"] = 0.0
     preset["_source"] = f"<bench variant {variant}>"
     return preset
-
-
-def ensemble_layout(instruments: list[str]) -> str:
-    """The ensemble preset whose instruments are the real set's, in order."""
-
-    for name in list_presets("ensembles"):
-        if ensemble_instruments(load_layout(name)) == list(instruments):
-            return name
-    raise UserError(f"no ensemble preset seats {', '.join(instruments)}; add one to presets/ensembles/")
 
 
 def real_scores(real: str) -> list[str]:
@@ -226,7 +216,7 @@ def run_bench(real: list[str], out_dir, budget: str = "smoke", causal: bool = Fa
         raise UserError(f"the real sets mix ensembles ({'; '.join(', '.join(e) for e in sorted(ensembles))}); "
                         "run one benchmark per ensemble")
     instruments = list(next(iter(ensembles)))
-    layout = ensemble_layout(instruments)
+    layout = layout_for(instruments)
     melodies = [s for spec in real for s in real_scores(spec)]
     base = resolve_preset(preset)
     if layout != "bach10":

@@ -352,7 +352,7 @@ def layer_of(module: str) -> str | None:
         return "foundation"
     rest = module[len(PACKAGE) + 1:]
     top = rest.split(".")[0]
-    if top == "synth_vs_real" and rest == "synth_vs_real":
+    if rest in ("synth_vs_real", "adaptation"):  # the applications that use every stage
         return "synth_vs_real"
     if top in ("music", "synthesis", "acoustics", "corpus", "separation", "evaluation", "cli"):
         return top

@@ -15,7 +15,7 @@ import numpy as np
 from ..errors import UserError
 from ..music import instruments
 from ..music.score import part_name
-from ..presets import get_key, load_preset
+from ..presets import get_key, list_presets, load_preset, presets_root
 from ..schema import Key, check_table
 
 MIN_PLAYER_SPACING = 0.6  # m between two players' instruments; closer is an overlap
@@ -100,6 +100,15 @@ def ensemble_instruments(layout: dict) -> list[str]:
         except UserError as exc:
             raise UserError(f"{source}: key 'instruments': {exc}") from None
     return out
+
+
+def layout_for(instrument_names: list[str]) -> str:
+    """The ensemble preset whose instruments are these, in this order."""
+    for name in list_presets("ensembles"):
+        if ensemble_instruments(load_layout(name)) == list(instrument_names):
+            return name
+    raise UserError(f"no ensemble preset seats {', '.join(instrument_names)} "
+                    f"(presets in {presets_root() / 'ensembles'}); add one")
 
 
 def stage_to_world(stage_centre: tuple[float, float], xyz) -> np.ndarray:

@@ -53,6 +53,7 @@ class Recording:
     instruments: list[str]
     stems: np.ndarray
     sample_rate: int
+    score: Path | None = None  # the piece's score (MIDI) where the data set ships one
 
     @property
     def mixture(self) -> np.ndarray:
@@ -104,7 +105,8 @@ def _load_bach10_piece(folder: Path) -> Recording:
     paths = [folder / f"{folder.name}-{spelling}.wav" for spelling, _ in BACH10_PARTS]
     names = [part_name(i, canonical) for i, (_, canonical) in enumerate(BACH10_PARTS, 1)]
     stems, sr = _read_stems(paths)
-    return Recording(folder.name, names, [c for _, c in BACH10_PARTS], stems, sr)
+    score = folder / f"{folder.name}.mid"
+    return Recording(folder.name, names, [c for _, c in BACH10_PARTS], stems, sr, score if score.is_file() else None)
 
 
 # -- URMP ------------------------------------------------------------------------------
@@ -137,10 +139,10 @@ def _load_urmp_piece(folder: Path) -> Recording:
         inst = instruments.find(abbrev)
         if inst is None:
             raise UserError(f"{path}: unknown URMP instrument '{abbrev}'")
-        names.append(f"{number}_{inst.name}")
+        names.append(part_name(number, inst.name))
         insts.append(inst.name)
     stems, sr = _read_stems([p for _, _, p in found])
-    return Recording(folder.name, names, insts, stems, sr)
+    return Recording(folder.name, names, insts, stems, sr, next(iter(sorted(folder.glob("Sco_*.mid"))), None))
 
 
 # -- our corpus layout -----------------------------------------------------------------
@@ -232,7 +234,7 @@ def resample_track(track: Recording, sample_rate: int) -> Recording:
 
     g = gcd(int(sample_rate), track.sample_rate)
     stems = resample_poly(track.stems, sample_rate // g, track.sample_rate // g, axis=-1).astype(np.float32)
-    return Recording(track.name, list(track.parts), list(track.instruments), stems, int(sample_rate))
+    return Recording(track.name, list(track.parts), list(track.instruments), stems, int(sample_rate), track.score)
 
 
 def segment_track(track: Recording, seconds: float) -> list[Recording]:
@@ -247,6 +249,7 @@ def segment_track(track: Recording, seconds: float) -> list[Recording]:
             list(track.instruments),
             np.ascontiguousarray(track.stems[..., i * length : (i + 1) * length if n >= length else n]),
             track.sample_rate,
+            track.score,
         )
         for i in range(count)
     ]
