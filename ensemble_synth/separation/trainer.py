@@ -108,13 +108,16 @@ def _check_resume(state: dict, config: dict, layout: dict, run_dir: Path) -> Non
 
 def train(corpus_dir, run_dir, model="small", target: str | None = None, max_minutes: float | None = None,
           max_steps: int | None = None, epochs: int | None = None, device: str = "auto", seed: int = 0,
-          progress: bool = True, resume: bool = False, log=None, **overrides) -> Path:
+          progress: bool = True, resume: bool = False, log=None, init_from=None, **overrides) -> Path:
     """Train a ConvTasNet on ``corpus_dir``; returns ``run_dir/model.pt`` (the best epoch).
 
     ``model`` is a preset name, a TOML path or a config dict; ``overrides`` replace single keys
     of its ``[model]`` or ``[training]`` table (e.g. ``batch_size=2``). ``target`` trains
     target-versus-accompaniment for one instrument instead of one output per part.
     ``log`` receives the epoch lines (default: stderr when ``progress``, else nowhere).
+    ``init_from``: a checkpoint to fine-tune (its architecture and weights; ``model`` then only
+    sets the training settings). The starting weights are scored on this corpus's validation
+    split first, so ``model.pt`` is the best of them and every later epoch, judged on one corpus.
     """
     started = time.monotonic()
     corpus_dir, run_dir = Path(corpus_dir), Path(run_dir)
@@ -123,6 +126,10 @@ def train(corpus_dir, run_dir, model="small", target: str | None = None, max_min
     if max_minutes is not None and not max_minutes >= 0:
         raise UserError(f"max_minutes = {max_minutes}: must be 0 or more (0 trains a single step)")
     config = resolve_config(model, {**overrides, "epochs": epochs})
+    init_state = None
+    if init_from is not None:
+        init_state = read_checkpoint(init_from)
+        config = {**config, "name": init_state["config"]["name"], "model": dict(init_state["config"]["model"])}
     training, model_cfg = config["training"], config["model"]
 
     tracks = read_manifest(corpus_dir)
@@ -137,12 +144,15 @@ def train(corpus_dir, run_dir, model="small", target: str | None = None, max_min
     if not train_tracks:
         raise UserError(f"{corpus_dir}: no tracks in split 'train'" + (f" with '{target}'" if target else ""))
     check_stems(train_tracks if valid_tracks is train_tracks else train_tracks + valid_tracks)
+    if init_state is not None and list(init_state["layout"]["output_names"]) != list(layout.output_names):
+        raise UserError(f"{init_from}: the model separates {', '.join(init_state['layout']['output_names'])} but "
+                        f"{corpus_dir} holds {', '.join(layout.output_names)}")
 
     created = _first_missing(run_dir)  # the outermost folder this call makes, if any
     state = _prepare_run_dir(run_dir, resume)
     try:
         return _train(corpus_dir, run_dir, config, layout, train_tracks, valid_tracks, state, target, started,
-                      max_minutes, max_steps, device, seed, progress, log)
+                      max_minutes, max_steps, device, seed, progress, log, init_state)
     except BaseException:
         # A run directory this call made holds nothing of use until the first checkpoint.
         if created is not None and not (run_dir / "model.pt").exists():
@@ -159,7 +169,7 @@ def _first_missing(path: Path) -> Path | None:
 
 
 def _train(corpus_dir: Path, run_dir: Path, config: dict, layout, train_tracks, valid_tracks, state, target,
-           started: float, max_minutes, max_steps, device, seed, progress, log) -> Path:
+           started: float, max_minutes, max_steps, device, seed, progress, log, init_state=None) -> Path:
     training, model_cfg = config["training"], config["model"]
     if state is not None:
         _check_resume(state, config, layout.to_dict(), run_dir)
@@ -174,6 +184,8 @@ def _train(corpus_dir: Path, run_dir: Path, config: dict, layout, train_tracks, 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = build_model(model_cfg, sources=len(layout.output_names))
+    if init_state is not None and state is None:
+        net.load_state_dict(init_state["state_dict"])
     net.to(torch_device).train()
     optimizer = torch.optim.Adam(net.parameters(), lr=training["lr"], weight_decay=training["weight_decay"])
     total_steps = training["epochs"] * training["steps_per_epoch"]
@@ -209,6 +221,16 @@ def _train(corpus_dir: Path, run_dir: Path, config: dict, layout, train_tracks, 
         f"{len(train_tracks)} train / {len(valid_tracks)} valid tracks, outputs {', '.join(layout.output_names)}")
     if valid_tracks is train_tracks:
         log("no 'valid' split in the corpus: validating on fixed segments of the training tracks")
+
+    if init_state is not None and state is None:  # the starting point, judged on this corpus
+        valid_loss, best_sdr = evaluate(net, valid, training["loss"], training["batch_size"], torch_device)
+        save_checkpoint(run_dir / "model.pt", net, checkpoint_config, layout.to_dict(), epoch=0, step=0,
+                        valid_sdr=best_sdr)
+        history.append({"epoch": 0, "step": 0, "train_loss": float("nan"), "valid_loss": valid_loss,
+                        "valid_sdr": best_sdr, "lr": optimizer.param_groups[0]["lr"], "seconds": 0.0,
+                        "segments_per_s": 0.0})
+        log(f"starting from the given model: valid SDR {best_sdr:.2f} dB")
+        net.train()
 
     while epoch < training["epochs"] and not stop_reason:
         epoch_start = time.monotonic()
