@@ -16,7 +16,10 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+import numpy as np
+
 from .acoustics.seating import layout_for
+from .adaptation import adapt
 from .corpus.generation import generate
 from .corpus.preset import resolve_preset
 from .errors import UserError
@@ -47,15 +50,17 @@ class Budget:
     steps_per_epoch: int
     valid_items: int
     description: str
+    adapt_renditions: int = 160  # --score-informed: renditions of each real piece's score
+    adapt_minutes: float = 5.0  # and the fine-tuning budget per piece
 
 
 BUDGETS = {
     "smoke": Budget("smoke", 16000, 6, 2, 2, 4.0, "tiny", 2, 8, 4,
-                    "plumbing check: minutes on 2 CPU cores; the numbers mean nothing"),
+                    "plumbing check: minutes on 2 CPU cores; the numbers mean nothing", 8, 0.2),
     "small": Budget("small", 16000, 960, 12, 4, 12.0, "small", 20, 150, 16,
                     "about an hour on 2 CPU cores"),
     "full": Budget("full", 44100, 2000, 100, 4, 15.0, "convtasnet_study", 100, 500, 64,
-                   "the study's model at 44.1 kHz: for a GPU"),
+                   "the study's model at 44.1 kHz: for a GPU", 320, 10.0),
 }
 
 NO_PERFORMANCE = defaults(PERFORMANCE_KEYS)  # the preset defaults: no variation
@@ -156,6 +161,60 @@ def _train_and_score(variant: str, corpus: Path, out_dir: Path, budget: Budget, 
     }
 
 
+def _adapt_and_score(variant: str, preset: dict, model_path: Path, out_dir: Path, budget: Budget, real: list[str],
+                     track_name: str, seed: int, progress: bool) -> dict:
+    """Adapt a variant's model to one real piece's score, then separate and score that piece.
+    Runs in a worker process of its own (jemalloc preloaded, every core's thread)."""
+    import sys
+
+    from .separation import load_separator
+
+    track = next(t for spec in real for t in load_dataset(spec) if t.name == track_name)
+    run = out_dir / "adapted" / variant / track.name
+    best = run / "model.pt"
+    if not best.is_file():
+        if run.exists():  # an interrupted adaptation starts again
+            import shutil
+
+            shutil.rmtree(run)
+        best = adapt(track.score, run, model=model_path, ensemble=list(track.instruments),
+                     renditions=budget.adapt_renditions, minutes=budget.adapt_minutes, seed=seed,
+                     base_preset=preset, model_preset=budget.model, jobs=1, progress=progress,
+                     log=lambda m: print(f"[{variant} {track.name}] {m}", file=sys.stderr, flush=True))
+    general = evaluate_model(load_separator(model_path), [track], metrics=("SDR",))
+    adapted = evaluate_model(load_separator(best), [track], metrics=("SDR",))
+    return {"general": mean_sdr(general), "adapted": mean_sdr(adapted)}
+
+
+def score_informed(variants: dict, presets: dict, out_dir: Path, budget: Budget, real: list[str], real_tracks,
+                   seed: int, progress: bool, log) -> list[dict]:
+    """Per variant and piece: the blind model's SDR and the SDR after adapting it to the piece's score.
+
+    These rows use the test piece's score, so they are reported apart from the blind ones."""
+    import concurrent.futures as cf
+    import multiprocessing
+
+    pieces = [t for t in real_tracks if t.score is not None]
+    if not pieces:
+        raise UserError(f"--score-informed: no piece of {', '.join(real)} ships a score")
+    rows = []
+    context = multiprocessing.get_context("spawn")
+    with training_allocator_env(), cf.ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        for variant in variants:
+            per_piece = {}
+            for track in pieces:
+                log(f"[{variant}] adapting to the score of {track.name} ({budget.adapt_renditions} renditions, "
+                    f"{budget.adapt_minutes:g} min)")
+                scores = pool.submit(_adapt_and_score, variant, presets[variant], out_dir / "runs" / variant / "model.pt",
+                                     out_dir, budget, real, track.name, seed, progress).result()
+                per_piece[track.name] = scores
+                log(f"[{variant}] {track.name}: general {_fmt(scores['general']['mean'])} dB, "
+                    f"adapted {_fmt(scores['adapted']['mean'])} dB")
+            means = {k: float(np.mean([p[k]["mean"] for p in per_piece.values()])) for k in ("general", "adapted")}
+            rows.append({"variant": variant, "pieces": per_piece, **means})
+    return rows
+
+
 def training_workers(jobs: int, variants: int) -> tuple[int, int]:
     """(models trained side by side, torch threads each). One ConvTasNet process barely gains
     from a second CPU thread, so on a few cores separate processes train more steps an hour."""
@@ -189,11 +248,13 @@ def _train_all(corpora: dict, out_dir, plan, real, seed, causal, workers, thread
 
 def run_bench(real: list[str], out_dir, budget: str = "smoke", causal: bool = False, seed: int = 0,
               variants=VARIANTS, jobs: int = 1, progress: bool = True, log=print, preset=BASE_PRESET,
-              model: str | None = None) -> dict:
+              model: str | None = None, score_informed_pieces: bool = False) -> dict:
     """Run the benchmark; writes results.json, results.md and gap.png into ``out_dir``.
 
     ``preset`` is the corpus preset (name, path or table) the variants switch parts of off;
-    ``model`` a model preset (name or TOML) in place of the budget's.
+    ``model`` a model preset (name or TOML) in place of the budget's. ``score_informed_pieces``:
+    also adapt each variant's model to every real piece's score (``adapt``) and score it again,
+    reported apart from the blind rows.
     """
 
     if budget not in BUDGETS:
@@ -224,9 +285,9 @@ def run_bench(real: list[str], out_dir, budget: str = "smoke", causal: bool = Fa
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    corpora, generated = {}, {}
+    corpora, generated, presets = {}, {}, {}
     for variant in variants:
-        variant_spec = variant_preset(base, variant, plan, layout, melodies)
+        variant_spec = presets[variant] = variant_preset(base, variant, plan, layout, melodies)
         corpus, tracks, seconds = _generate_variant(variant, variant_spec, out_dir, seed, jobs, progress, log)
         corpora[variant] = corpus
         generated[variant] = ({"path": str(corpus), "tracks": tracks}, round(seconds, 1))
@@ -240,6 +301,8 @@ def run_bench(real: list[str], out_dir, budget: str = "smoke", causal: bool = Fa
         row["seconds"] = {"generate": seconds, **row["seconds"]}
         rows.append(row)
 
+    adapted = (score_informed(variants, presets, out_dir, plan, list(real), real_tracks, seed, progress, log)
+               if score_informed_pieces else None)
     results = {
         "budget": asdict(plan),
         "causal": causal,
@@ -254,6 +317,7 @@ def run_bench(real: list[str], out_dir, budget: str = "smoke", causal: bool = Fa
         "evaluation": "SDR (BSSEval v4 images, museval-compatible), median over 1 s frames per part, mean over tracks, then over instruments; real pieces whole",
         "variants": rows,
         "mixture_reference": {"real": mean_sdr(evaluate_mixture(real_tracks))},
+        "score_adapted": adapted,
         "wall_seconds": round(time.perf_counter() - started, 1),
         "versions": versions(),
     }
@@ -287,6 +351,18 @@ def results_markdown(results: dict) -> str:
     lines.append(f"| *mixture / parts (no model)* | | {_fmt(reference['real']['mean'])} | | " + " | ".join(per) + " |")
     lines += ["", f"Wall time {results['wall_seconds']:.0f} s. SDR in dB. The last row scores the mixture itself, "
               "divided by the number of parts, as every part's estimate: a model below it makes the parts worse.", ""]
+    if results.get("score_adapted"):
+        budget = results["budget"]
+        pieces = list(results["score_adapted"][0]["pieces"])
+        lines += ["## Score-adapted (uses each test piece's score: not comparable with the blind rows)", "",
+                  f"Each variant's model fine-tuned on {budget['adapt_renditions']} renditions of the piece's score "
+                  f"for {budget['adapt_minutes']:g} min, then scored on that piece. general / adapted real SDR:", "",
+                  "| variant | general | adapted | " + " | ".join(pieces) + " |",
+                  "|---|---:|---:|" + "---:|" * len(pieces)]
+        for row in results["score_adapted"]:
+            cells = [f"{_fmt(row['pieces'][p]['general']['mean'])} / {_fmt(row['pieces'][p]['adapted']['mean'])}" for p in pieces]
+            lines.append(f"| {row['variant']} | {_fmt(row['general'])} | {_fmt(row['adapted'])} | " + " | ".join(cells) + " |")
+        lines.append("")
     return "\n".join(lines)
 
 

@@ -103,3 +103,24 @@ def test_bad_options_fail_before_any_work(tmp_path, capsys, args, expected):
     err = capsys.readouterr().err
     assert expected in err and err.count("\n") == 1
     assert not out.exists()
+
+
+def test_score_informed_rows_are_apart_from_the_blind_ones(smoke, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(smoke, run)  # the trained variants are reused; only the adaptation runs
+    status = main(["bench", "--real", f"bach10:{BACH10}", "--budget", "smoke", "-o", str(run), "--jobs", "2",
+                   "--variants", "timbre", "--score-informed"])
+    assert status == 0
+    results = json.loads((run / "results.json").read_text())
+    [row] = results["score_adapted"]
+    assert row["variant"] == "timbre" and len(row["pieces"]) == 3
+    for piece, scores in row["pieces"].items():
+        assert (run / "adapted" / "timbre" / piece / "model.pt").is_file()
+        assert isinstance(scores["general"]["mean"], float) and isinstance(scores["adapted"]["mean"], float)
+    # the blind row is unchanged by the adaptation
+    blind = json.loads((smoke / "results.json").read_text())
+    assert {r["variant"]: r["real"]["mean"] for r in results["variants"]}["timbre"] == pytest.approx(
+        {r["variant"]: r["real"]["mean"] for r in blind["variants"]}["timbre"])
+    assert "## Score-adapted" in (run / "results.md").read_text()

@@ -48,12 +48,15 @@ def evaluate(model_path, dataset, segment, out_dir, sdr_only, device):
 @click.option("--variants", default=",".join(VARIANTS), show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--jobs", "-j", type=int, default=None, help="Worker processes: corpus generation, and models trained side by side [default: one per core].")
+@click.option("--score-informed", is_flag=True, help="Also adapt each variant's model to every real piece's score "
+              "(`adapt`, the budget's renditions and minutes per piece) and report it apart from the blind rows.")
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False))
-def bench(real, budget, causal, preset, model, variants, seed, jobs, out_dir):
+def bench(real, budget, causal, preset, model, variants, seed, jobs, score_informed, out_dir):
     """Train on synthetic corpora variant by variant, score on real recordings."""
     import os
 
     run_bench(list(real), out_dir, budget=budget, causal=causal, seed=seed,
                         variants=[v.strip() for v in variants.split(",") if v.strip()],
-                        jobs=jobs or os.cpu_count() or 1, log=lambda m: click.echo(m, err=True), preset=preset, model=model)
+                        jobs=jobs or os.cpu_count() or 1, log=lambda m: click.echo(m, err=True), preset=preset, model=model,
+                        score_informed_pieces=score_informed)
     click.echo((Path(out_dir) / "results.md").read_text())
