@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ._version import __version__
+from .adaptation import adapt
 from .corpus.augment import Augmentation
 from .corpus.format import TrackEntry, read_manifest, write_track
 from .corpus.generation import Summary, generate
@@ -28,7 +29,7 @@ if TYPE_CHECKING:  # torch-dependent: loaded on first use
 _TORCH = {"train": "train", "load_separator": "load_separator", "Separator": "Separator"}
 
 __all__ = [
-    "Augmentation", "RenderedTrack", "Recording", "Separator", "Summary", "TrackEntry", "UserError", "__version__",
+    "adapt", "Augmentation", "RenderedTrack", "Recording", "Separator", "Summary", "TrackEntry", "UserError", "__version__",
     "evaluate_sources", "generate", "load_dataset", "load_separator", "read_manifest", "read_wav", "render_track",
     "sample_track", "train", "write_track", "write_wav",
 ]

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from ensemble_synth.fileio import read_wav
 
@@ -52,3 +53,15 @@ def test_build_corpus_example(tmp_path):
     assert "4 tracks (4 rendered" in stdout
     assert len(list(out.glob("*/*/mix.wav"))) == 4
     assert (out / "manifest.csv").read_text().count("\n") == 5
+
+
+def test_adapt_to_score_example(tmp_path):
+    from helpers import BACH10_01_MIDI
+
+    if not BACH10_01_MIDI.is_file():
+        pytest.skip("Bach10 scores not present")
+    out = tmp_path / "adapted"
+    stdout = run_example("adapt_to_score.py", tmp_path, str(BACH10_01_MIDI), "-o", str(out), "--ensemble",
+                         "violin,clarinet,tenor_saxophone,bassoon", "--renditions", "8", "--steps", "2")
+    assert "best validation SDR" in stdout and "separated" in stdout
+    assert (out / "model.pt").is_file()
