@@ -10,9 +10,14 @@ from helpers import BACH10_01_MIDI, fundamental, write_midi
 from ensemble_synth.cli import main
 from ensemble_synth.errors import UserError
 from ensemble_synth.music import instruments
+from ensemble_synth.music.repertoire import load_midi_piece
 from ensemble_synth.music.score import load_midi
 from ensemble_synth.synthesis import soundfonts
-from ensemble_synth.synthesis.fluid_renderer import PartVoice, get_renderer
+from ensemble_synth.synthesis.fluid_renderer import (
+    PartVoice,
+    get_renderer,
+    render_parts,
+)
 
 BACH10_LINEUP = "violin,clarinet,tenor_saxophone,bassoon"
 
@@ -174,3 +179,235 @@ def test_soundfonts_check(capsys):
     assert "violin" in out and "cello" in out and "tuba" in out and "MISSING" not in out
     assert main(["soundfonts"]) == 0
     assert "debian:fluid-soundfont-gm" in capsys.readouterr().out
+
+
+# --- limits and bounded memory -----------------------------------------------------------
+
+
+def _with_header(path, source, division=None, tempo=None):
+    """A copy of a MIDI file with its time division and/or every tempo event replaced."""
+    data = bytearray(source.read_bytes())
+    if division is not None:
+        data[12:14] = division.to_bytes(2, "big")
+    if tempo is not None:
+        i = data.find(b"\xff\x51\x03")
+        assert i > 0
+        while i >= 0:
+            data[i + 3 : i + 6] = tempo.to_bytes(3, "big")
+            i = data.find(b"\xff\x51\x03", i + 6)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_one_tick_per_beat_is_refused_before_rendering(tmp_path, capsys):
+    # 1.5 KB that ask for 6 hours of audio: refused in one line naming file, part and limit.
+    bad = _with_header(tmp_path / "tpb1.mid", BACH10_01_MIDI, division=1)
+    out = tmp_path / "out"
+    status, err = run_error(["render", str(bad), "-o", str(out), "--ensemble", BACH10_LINEUP], capsys)
+    assert status == 2 and len(err.splitlines()) == 1
+    # the second MIDI track, the first with notes (the first holds the tempo)
+    assert err.startswith(f"error: {bad}: track 2 ('Instrument 1'): ends at 6.0 h")
+    assert "30 minutes per score" in err and "--max-minutes" in err
+    assert not out.exists() and [p.name for p in tmp_path.iterdir()] == ["tpb1.mid"]
+    with pytest.raises(UserError, match="30 minutes per score"):
+        load_midi(bad)
+    with pytest.raises(UserError, match=r"tpb1.mid: track 2 \('Instrument 1'\): ends at 6.0 h, past the limit of 30 minutes per score$"):
+        load_midi_piece(str(bad))
+
+
+def test_very_long_notes_are_refused_per_score_and_per_note(tmp_path, capsys):
+    four = write_midi(tmp_path / "four.mid", [("Violin", 40, [(0, 7200, 70)]), ("Viola", 41, [(0, 7200, 60)]),
+                                              ("Cello", 42, [(0, 7200, 48)]), ("Flute", 73, [(0, 7200, 80)])])
+    status, err = run_error(["render", str(four), "-o", str(tmp_path / "o")], capsys)
+    assert status == 2 and "four.mid: track 2 ('Violin'): ends at 2.0 h, past the limit of 30 minutes" in err
+    status, err = run_error(["render", str(four), "-o", str(tmp_path / "o"), "--max-minutes", "200"], capsys)
+    assert status == 2 and len(err.splitlines()) == 1
+    assert "four.mid: part 1_violin ('Violin'): the note at 0.0 s lasts 2.0 h, past the limit of 60 s per note" in err
+    assert "--max-note-seconds" in err and not (tmp_path / "o").exists()
+
+
+def test_limits_are_options_and_keyword_arguments(tmp_path, capsys):
+    held = write_midi(tmp_path / "held.mid", [("Flute", 73, [(0, 70, 72)])])
+    status, err = run_error(["render", str(held), "-o", str(tmp_path / "a"), "--sample-rate", "8000"], capsys)
+    assert status == 2 and "lasts 70.0 s, past the limit of 60 s per note" in err
+    assert main(["render", str(held), "-o", str(tmp_path / "a"), "--sample-rate", "8000", "--max-note-seconds", "80"]) == 0
+    meta = json.loads((tmp_path / "a" / "metadata.json").read_text())
+    assert 70 < meta["duration"] < 75
+    status, err = run_error(["render", str(BACH10_01_MIDI), "-o", str(tmp_path / "b"), "--max-minutes", "0.2"], capsys)
+    assert status == 2 and "ends at 22.3 s, past the limit of 0.2 minutes per score" in err
+    for option in ["--max-minutes", "--max-note-seconds"]:
+        for value in ["0", "-1", "nan"]:
+            status, err = run_error(["render", str(held), "-o", str(tmp_path / "c"), option, value], capsys)
+            assert status == 2 and err.startswith(f"error: {option} ") and "must be a positive number" in err
+    # the library: load_midi, render_parts (the corpus path) and the renderer take the limits too
+    with pytest.raises(UserError, match="held.mid: part 1_flute .*60 s per note"):
+        load_midi(held)
+    score = load_midi(held, max_note_seconds=80)
+    voice = PartVoice(soundfonts.resolve("timgm6mb"), 73)
+    with pytest.raises(UserError, match=r"part 1_flute \('Flute'\): the note at 0.0 s lasts 70.0 s, past the limit of 60 s per note$"):
+        render_parts(score.parts, [voice], 8000)
+    with pytest.raises(UserError, match="past the limit of 1 minutes per score"):
+        render_parts(score.parts, [voice], 8000, max_minutes=1, max_note_seconds=100, source="t1")
+    assert render_parts(score.parts, [voice], 8000, max_note_seconds=80).shape[1] == meta["samples"]
+    with pytest.raises(UserError, match="60 s per note"):
+        get_renderer(8000).render(score.parts[0].notes, voice)
+    with pytest.raises(UserError, match=r"held.mid: part 1 \('Flute'\): the note at 0.0 s lasts 70.0 s, past the limit of 60 s per note$"):
+        load_midi_piece(str(held))  # the corpus loader: seconds at the piece's own tempo
+    assert load_midi_piece(str(held), max_note_seconds=80).beats == 140  # 120 bpm
+
+
+def test_streamed_stems_are_the_bytes_of_the_whole_arrays(tmp_path):
+    """render streams each part to disk in blocks; the WAVs equal writing render_parts' arrays."""
+    from ensemble_synth.fileio import write_wav
+    from ensemble_synth.synthesis.stems import voices_for
+
+    score = load_midi(BACH10_01_MIDI, ensemble=BACH10_LINEUP.split(","))
+    font = soundfonts.resolve("timgm6mb")
+    for subtype, fmt in [("float", "FLOAT"), ("pcm24", "PCM_24")]:
+        out = tmp_path / subtype
+        assert main(["render", str(BACH10_01_MIDI), "-o", str(out), "--ensemble", BACH10_LINEUP,
+                     "--sample-rate", "16000", "--format", subtype]) == 0
+        stems = render_parts(score.parts, voices_for(score, font, 16000), 16000)
+        for part, stem in zip(score.parts, stems):
+            write_wav(tmp_path / "ref.wav", stem, 16000, fmt)
+            assert (out / f"{part.name}.wav").read_bytes() == (tmp_path / "ref.wav").read_bytes()
+        meta = json.loads((out / "metadata.json").read_text())
+        assert meta["samples"] == stems.shape[1]
+        assert [p["peak"] for p in meta["parts"]] == [float(np.abs(s).max()) for s in stems]
+
+
+MEMORY_PROBE = """
+import resource, sys
+from ensemble_synth.cli import main
+def rss():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+assert main(["render", sys.argv[1], "-o", sys.argv[3], "--sample-rate", "8000"]) == 0
+before = rss()
+assert main(["render", sys.argv[2], "-o", sys.argv[4], "--sample-rate", "8000"]) == 0
+print("rss", before, rss())
+"""
+
+
+def test_render_memory_does_not_grow_with_the_duration(tmp_path):
+    """15 minutes of two parts at 8 kHz: whole-piece buffers would take ~170 MB more."""
+    import subprocess
+    import sys
+
+    def score(path, minutes):
+        notes = [(20.0 * i, 20.0 * i + 10.0, 60 + i % 12) for i in range(int(minutes * 3))]
+        return write_midi(path, [("Flute", 73, notes), ("Oboe", 68, notes)])
+
+    short, long = score(tmp_path / "short.mid", 0.4), score(tmp_path / "long.mid", 15)
+    proc = subprocess.run([sys.executable, "-c", MEMORY_PROBE, str(short), str(long),
+                           str(tmp_path / "a"), str(tmp_path / "b")], capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr
+    before, after = map(float, proc.stdout.splitlines()[-1].split()[1:])
+    assert json.loads((tmp_path / "b" / "metadata.json").read_text())["duration"] > 14 * 60
+    assert after - before < 25, f"peak RSS grew by {after - before:.0f} MB for 15 minutes of audio"
+
+
+# --- messages: names, instruments, corrupt files ---------------------------------------------
+
+
+def test_track_names_with_control_characters_stay_on_one_line(tmp_path, capsys):
+    midi = write_midi(tmp_path / "names.mid", [("Piano\nerror: fake\x1b[31m", 0, [(0, 1, 60)])])
+    status, err = run_error(["render", str(midi), "-o", str(tmp_path / "o")], capsys)
+    assert status == 2 and len(err.splitlines()) == 1
+    assert "part 1 ('Piano\\nerror: fake\\x1b[31m', program 0) has no known instrument" in err
+
+    import pretty_midi
+
+    both = pretty_midi.PrettyMIDI(str(midi))
+    both.instruments[0].is_drum = True
+    both.instruments[0].name = "Kit\r\n"
+    violin = pretty_midi.Instrument(program=40, name="Violin\tI\x00")
+    violin.notes.append(pretty_midi.Note(velocity=90, pitch=76, start=0, end=1))
+    both.instruments.append(violin)
+    both.write(str(tmp_path / "both.mid"))
+    status, err = run_error(["render", str(tmp_path / "both.mid"), "-o", str(tmp_path / "o"),
+                             "--max-note-seconds", "0.5"], capsys)
+    assert status == 2 and err.splitlines() == [
+        (f"error: {tmp_path / 'both.mid'}: part 1_violin ('Violin\\tI\\x00'): the note at 0.0 s lasts 1.0 s, "
+         "past the limit of 0.5 s per note (raise it with --max-note-seconds)")
+    ]
+    assert main(["render", str(tmp_path / "both.mid"), "-o", str(tmp_path / "o"), "--sample-rate", "8000"]) == 0
+    err = capsys.readouterr().err
+    assert "skipped drum track 1 ('Kit\\r\\n')" in err and all(line.startswith("warning: ") for line in err.splitlines())
+
+
+@pytest.mark.parametrize(
+    "args,where",
+    [
+        (["--part", "1=kazoo"], "error: --part 1=kazoo: unknown instrument 'kazoo'"),
+        (["--part", "2=ka\nzoo"], "error: --part 2=ka\\nzoo: unknown instrument 'ka\\nzoo'"),
+        (["--part", "1="], "error: --part 1=: empty instrument name"),
+        (["--ensemble", "kazoo,violin,cello,bassoon"], "error: --ensemble kazoo,violin,cello,bassoon: unknown instrument 'kazoo'"),
+        (["--ensemble", "violin,,cello,bassoon"], "error: --ensemble violin,,cello,bassoon: instrument 2 of 4 is empty"),
+        (["--ensemble", ""], "error: --ensemble '': empty"),
+        (["--ensemble", "  "], "error: --ensemble '  ': empty"),
+        (["--ensemble", "kazoo"], "error: --ensemble kazoo: neither an ensemble preset (known: bach10,"),
+    ],
+)
+def test_unknown_or_empty_instruments_name_the_option_and_list_known_ones(tmp_path, capsys, args, where):
+    status, err = run_error(["render", str(BACH10_01_MIDI), "-o", str(tmp_path / "o"), *args], capsys)
+    assert status == 2 and len(err.splitlines()) == 1 and err.startswith(where)
+    assert "violin, viola, cello, double_bass" in err and not (tmp_path / "o").exists()
+
+
+def _bach_variant(tmp_path, name, edit):
+    import mido
+
+    midi = mido.MidiFile(str(BACH10_01_MIDI))
+    edit(midi, mido)
+    midi.save(str(tmp_path / name))
+    return tmp_path / name
+
+
+@pytest.mark.parametrize(
+    "name,make,message",
+    [
+        ("zero.mid", lambda p: _with_header(p, BACH10_01_MIDI, division=0), "header: time division 0 (0 ticks per beat) is not supported"),
+        ("smpte.mid", lambda p: _with_header(p, BACH10_01_MIDI, division=0xE728), "(SMPTE time code) is not supported"),
+        ("tempo0.mid", lambda p: _with_header(p, BACH10_01_MIDI, tempo=0), "track 1: tempo event of 0 microseconds per beat"),
+        ("slow.mid", lambda p: _with_header(p, BACH10_01_MIDI, tempo=0xFFFFFF), "ends at 9.8 min, past the limit of 1 minutes"),
+        ("cut.mid", lambda p: p.write_bytes(BACH10_01_MIDI.read_bytes()[:700]), "not a readable MIDI file (the file ends early: truncated, or a chunk length is wrong)"),
+        ("hugechunk.mid", lambda p: p.write_bytes(b"MThd\xff\xff\xff\xff" + BACH10_01_MIDI.read_bytes()[8:]),
+         "not a readable MIDI file (the file ends early"),
+        ("flip.mid", lambda p: p.write_bytes(BACH10_01_MIDI.read_bytes()[:100] + b"\xf4" + BACH10_01_MIDI.read_bytes()[101:]),
+         "not a readable MIDI file (undefined status byte 0xf4)"),
+        ("header.mid", lambda p: p.write_bytes(b"MThd\x00\x00\x00\x06\x00\x01\x00\x00\x03\xc0"), "the file has no tracks"),
+        ("drums.mid", lambda p: _bach_variant(p.parent, p.name, lambda m, mido: [
+            t.__setitem__(i, msg.copy(channel=9)) for t in m.tracks for i, msg in enumerate(t) if hasattr(msg, "channel")]),
+         "only drum parts, nothing to render"),
+    ],
+)
+def test_corrupt_or_extreme_midi_is_one_clean_line(tmp_path, capsys, name, make, message):
+    path = tmp_path / name
+    make(path)
+    out = tmp_path / "out"
+    status, err = run_error(["render", str(path), "-o", str(out), "--ensemble", BACH10_LINEUP, "--max-minutes", "1"], capsys)
+    assert status == 2 and len(err.splitlines()) == 1 and err.startswith(f"error: {path}: ") and message in err
+    assert not out.exists()
+
+
+def test_huge_files_are_not_read(tmp_path, capsys):
+    big = tmp_path / "big.mid"
+    with open(big, "wb") as f:
+        f.write(BACH10_01_MIDI.read_bytes())
+        f.truncate(65 * 2**20)  # sparse: no disk used
+    status, err = run_error(["render", str(big), "-o", str(tmp_path / "o")], capsys)
+    assert status == 2 and err == f"error: {big}: 65 MB is not a MIDI score (the limit is 64 MB)"
+
+
+def test_empty_tracks_are_dropped_and_fast_tempi_render(tmp_path):
+    data = BACH10_01_MIDI.read_bytes()
+    # a track chunk without a single event (pretty_midi alone cannot read it) and one with only its end
+    empty = data[:10] + (7).to_bytes(2, "big") + data[12:] + b"MTrk\x00\x00\x00\x00" + b"MTrk\x00\x00\x00\x04\x00\xff\x2f\x00"
+    (tmp_path / "empty.mid").write_bytes(empty)
+    fast = _with_header(tmp_path / "fast.mid", BACH10_01_MIDI, tempo=1)  # 1 us per beat: everything at once
+    for path in (tmp_path / "empty.mid", fast):
+        assert main(["render", str(path), "-o", str(tmp_path / path.stem), "--ensemble", BACH10_LINEUP,
+                     "--sample-rate", "8000"]) == 0
+    lineup = BACH10_LINEUP.split(",")
+    assert load_midi(tmp_path / "empty.mid", ensemble=lineup).duration == load_midi(BACH10_01_MIDI, ensemble=lineup).duration

@@ -2,28 +2,54 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from ..errors import UserError
 from ..music import instruments
-from ..music.score import load_midi, parse_part_mapping
-from ..presets import get_key, load_preset
+from ..music.instruments import escape, quoted
+from ..music.score import (
+    MAX_NOTE_SECONDS,
+    MAX_SCORE_MINUTES,
+    check_limit_values,
+    load_midi,
+    parse_part_mapping,
+)
+from ..presets import get_key, list_presets, load_preset
 from ..synthesis.fluid_renderer import get_renderer
 from ..synthesis.soundfonts import find_file, registry, resolve
 from ..synthesis.stems import render_score_to_dir
 from .group import cli
 
 
-def ensemble_instruments(value: str | None) -> list[str] | None:
+def ensemble_instruments(value: str | None, option: str = "--ensemble") -> list[str] | None:
     """--ensemble: an ensemble preset name or a comma-separated instrument list."""
-    if not value:
+    if value is None:
         return None
+    where = f"{option} {escape(value)}" if value.strip() else f"{option} {quoted(value)}"
+    if not value.strip():
+        raise UserError(f"{where}: empty; give an ensemble preset or a comma list of instruments ({instruments.known_list()})")
 
     if "," in value or instruments.find(value) is not None:
-        return [instruments.get(v.strip()).name for v in value.split(",") if v.strip()]
+        items = value.split(",")
+        out = []
+        for number, item in enumerate(items, 1):
+            if not item.strip():
+                raise UserError(f"{where}: instrument {number} of {len(items)} is empty ({instruments.known_list()})")
+            out.append(instruments.get(item.strip(), where).name)
+        return out
 
+    if not value.endswith(".toml") and not os.path.isfile(value) and value not in list_presets("ensembles"):
+        # Neither an instrument nor a preset name: say both were tried.
+        raise UserError(
+            f"{where}: neither an ensemble preset (known: {', '.join(list_presets('ensembles')) or 'none'}) "
+            f"nor an instrument ({instruments.known_list()})"
+        )
     preset = load_preset("ensembles", value)
-    return [instruments.get(n).name for n in get_key(preset, "instruments", list, preset["_source"])]
+    source = preset["_source"]
+    names = get_key(preset, "instruments", list, source)
+    return [instruments.get(n, f"{escape(source)}: key 'instruments'").name for n in names]
 
 
 @cli.command()
@@ -35,16 +61,25 @@ def ensemble_instruments(value: str | None) -> list[str] | None:
 @click.option("--ensemble", default=None, help="Ensemble preset or comma list giving the instruments of the parts in order.")
 @click.option("--format", "subtype", default="float", show_default=True, type=click.Choice(["float", "pcm24"]))
 @click.option("--overwrite", is_flag=True, help="Replace an existing output directory.")
-def render(score, out_dir, soundfont, sample_rate, parts, ensemble, subtype, overwrite):
+@click.option("--max-minutes", default=MAX_SCORE_MINUTES, show_default=True, type=float,
+              help="Refuse scores that end later than this (a guard against corrupt files).")
+@click.option("--max-note-seconds", default=MAX_NOTE_SECONDS, show_default=True, type=float,
+              help="Refuse scores with a note longer than this.")
+def render(score, out_dir, soundfont, sample_rate, parts, ensemble, subtype, overwrite, max_minutes, max_note_seconds):
     """Render each part of a MIDI SCORE to a dry mono stem."""
 
+    check_limit_values(max_minutes, max_note_seconds)
     font = resolve(soundfont)
-    loaded = load_midi(score, parse_part_mapping(parts), ensemble_instruments(ensemble))
+    loaded = load_midi(score, parse_part_mapping(parts), ensemble_instruments(ensemble), max_minutes, max_note_seconds)
+    meta = render_score_to_dir(loaded, font, out_dir, sample_rate, subtype, overwrite, max_minutes, max_note_seconds)
+    # Warnings after the work: an error is then the only line on stderr.
     for warning in loaded.warnings:
         click.echo(f"warning: {warning}", err=True)
-    meta = render_score_to_dir(loaded, font, out_dir, sample_rate, subtype, overwrite)
-    names = ", ".join(f"{p['name']} ({p['preset']})" for p in meta["parts"])
-    click.echo(f"{out_dir}: {len(meta['parts'])} stems, {meta['duration']:.1f} s at {sample_rate} Hz with {font.name}: {names}")
+    names = ", ".join(f"{p['name']} ({escape(p['preset'])})" for p in meta["parts"])
+    click.echo(
+        f"{escape(out_dir)}: {len(meta['parts'])} stems, {meta['duration']:.1f} s at {sample_rate} Hz "
+        f"with {font.name}: {names}"
+    )
 
 
 @cli.command()

@@ -55,16 +55,45 @@ def names() -> list[str]:
     return [inst.name for inst in CATALOGUE]
 
 
-def get(name: str) -> Instrument:
-    """Look up by canonical name or alias; an unknown name lists the known ones."""
+def escape(text) -> str:
+    """``text`` safe inside a one-line message: control and other unprintable characters
+    (newline, tab, NUL, escape, C1 codes) written as Python escapes (``\\n``, ``\\x00``)."""
+    text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def quoted(text) -> str:
+    """``'text'`` with :func:`escape`'s escaping, for names inside messages."""
+    return f"'{escape(text)}'"
+
+
+def known_list() -> str:
+    """The canonical names, for messages (aliases such as vn or vc are accepted too)."""
+    return f"known: {', '.join(names())}"
+
+
+def get(name: str, where: str | None = None) -> Instrument:
+    """Look up by canonical name or alias; an unknown name lists the known ones.
+
+    ``where``: where the value came from (an option, a file and key), put first in the message.
+    """
+    prefix = f"{where}: " if where else ""
+    if not isinstance(name, str):
+        raise UserError(f"{prefix}instrument {escape(repr(name))}: expected an instrument name ({known_list()})")
     inst = _BY_KEY.get(_normalise(name))
     if inst is None:
-        raise UserError(f"unknown instrument '{name}' (known: {', '.join(names())})")
+        if not name.strip():
+            raise UserError(f"{prefix}empty instrument name ({known_list()})")
+        raise UserError(f"{prefix}unknown instrument {quoted(name)} ({known_list()})")
     return inst
 
 
 def find(name: str) -> Instrument | None:
     """Like :func:`get` but returns None for unknown names."""
+    if not isinstance(name, str):
+        return None
     return _BY_KEY.get(_normalise(name))
 
 

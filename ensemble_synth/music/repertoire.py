@@ -16,6 +16,14 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
+from .instruments import escape, quoted
+from .score import (
+    MAX_NOTE_SECONDS,
+    MAX_SCORE_MINUTES,
+    check_limit_values,
+    check_notes,
+    read_midi,
+)
 
 BEAT, LENGTH, PITCH, FERMATA = range(4)
 MUSIC21_BACH = "music21:bach"
@@ -114,26 +122,37 @@ def load_music21_bach(piece_id: str) -> Piece:
 
 
 def midi_files(pattern: str) -> tuple[str, ...]:
+    """The MIDI files of a folder (recursively, by suffix) or of a glob pattern (files only)."""
     path = Path(pattern).expanduser()
-    if path.is_dir():
-        files = [str(p) for p in sorted(path.rglob("*")) if p.suffix.lower() in (".mid", ".midi")]
-    else:
-        files = sorted(glob.glob(os.path.expanduser(pattern), recursive=True))
+    try:
+        if path.is_dir():
+            files = [str(p) for p in sorted(path.rglob("*")) if p.suffix.lower() in (".mid", ".midi") and p.is_file()]
+        else:
+            files = sorted(f for f in glob.glob(os.path.expanduser(pattern), recursive=True) if os.path.isfile(f))
+    except OSError as exc:
+        raise UserError(f"{escape(pattern)}: cannot list MIDI files ({exc.strerror or exc})") from None
     if not files:
-        raise UserError(f"{pattern}: no MIDI files found")
+        raise UserError(f"{escape(pattern)}: no MIDI files found")
     return tuple(files)
 
 
 @functools.lru_cache(maxsize=512)
-def load_midi_piece(path: str) -> Piece:
-    """A MIDI file as a piece in beats (drum tracks skipped), voices sorted high to low."""
-    import pretty_midi
+def load_midi_piece(
+    path: str,
+    max_minutes: float = MAX_SCORE_MINUTES,
+    max_note_seconds: float = MAX_NOTE_SECONDS,
+) -> Piece:
+    """A MIDI file as a piece in beats (drum tracks skipped), voices sorted high to low.
 
-    try:
-        midi = pretty_midi.PrettyMIDI(path)
-    except Exception as exc:
-        raise UserError(f"{path}: not a readable MIDI file ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+    The limits of :func:`~ensemble_synth.music.score.load_midi` apply, in seconds at the
+    piece's own (first) tempo, the one corpora perform it at: a corrupt file that asks for
+    hours is refused here, naming the file and voice, before any excerpt is drawn.
+    """
+    check_limit_values(max_minutes, max_note_seconds, ("max_minutes", "max_note_seconds"))
+    midi, _ = read_midi(path, max_minutes, options=None)
+    shown = escape(path)
     voices = []
+    names = []
     for track in midi.instruments:
         if track.is_drum or not track.notes:
             continue
@@ -143,11 +162,19 @@ def load_midi_piece(path: str) -> Piece:
             off = midi.time_to_tick(n.end) / midi.resolution
             rows.append((on, off - on, n.pitch, 0.0))
         voices.append(np.array(rows, dtype=np.float64))
+        names.append(f"{shown}: part {len(voices)} ({quoted(track.name)})")
     if not voices:
-        raise UserError(f"{path}: the score has no notes")
-    voices.sort(key=lambda v: -float(np.mean(v[:, PITCH])))
+        if any(t.is_drum and t.notes for t in midi.instruments):
+            raise UserError(f"{shown}: only drum parts, no voices")
+        raise UserError(f"{shown}: the score has no notes")
     tempi = midi.get_tempo_changes()[1]
-    return Piece(path, Path(path).stem, voices, float(tempi[0]) if len(tempi) else 120.0)
+    tempo = float(tempi[0]) if len(tempi) else 120.0
+    for voice, where in zip(voices, names):
+        start = voice[:, BEAT] * (60.0 / tempo)
+        seconds = np.stack([start, start + voice[:, LENGTH] * (60.0 / tempo), voice[:, PITCH], voice[:, FERMATA]], axis=1)
+        check_notes(seconds, where, max_minutes, max_note_seconds, options=None)
+    order = sorted(range(len(voices)), key=lambda i: -float(np.mean(voices[i][:, PITCH])))
+    return Piece(path, Path(path).stem, [voices[i] for i in order], tempo)
 
 
 # --- sources ----------------------------------------------------------------------------

@@ -8,16 +8,28 @@ from __future__ import annotations
 
 import ctypes
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import UserError
-from ..music.score import END, PITCH, START, VELOCITY
+from ..music.score import (
+    END,
+    MAX_NOTE_SECONDS,
+    MAX_SCORE_MINUTES,
+    PITCH,
+    START,
+    VELOCITY,
+    check_limits,
+    check_notes,
+    part_label,
+)
 from .soundfonts import Soundfont
 
 GAIN = 0.5
 BLOCK = 4096
+CHUNK = 16 * BLOCK  # samples per streamed block (1.5 s at 44.1 kHz)
 FLUID_BUFSIZE = 64  # FluidSynth applies events at the start of its 64-sample blocks
 MAX_TAIL_SECONDS = 4.0
 PITCH_BEND_RANGE_CENTS = 200.0  # the GM default pitch-wheel sensitivity
@@ -85,33 +97,82 @@ class Renderer:
         if count > 0:
             self._write_float(synth.synth, count, left.ctypes.data, start, 1, right.ctypes.data, start, 1)
 
-    def render(self, notes: np.ndarray, voice: PartVoice, controls: np.ndarray | None = None) -> np.ndarray:
+    def render(
+        self,
+        notes: np.ndarray,
+        voice: PartVoice,
+        controls: np.ndarray | None = None,
+        max_minutes: float = MAX_SCORE_MINUTES,
+        max_note_seconds: float = MAX_NOTE_SECONDS,
+        where: str = "part",
+    ) -> np.ndarray:
         """Render one part (notes as in :mod:`score`) to mono float32, release tail included.
 
         ``controls``: optional (m, 3) array of time s, MIDI controller, value (e.g. CC 11
-        expression curves for dynamics).
+        expression curves for dynamics). Notes past the limits (see
+        :func:`~ensemble_synth.music.score.check_notes`) are refused before rendering.
         """
+        chunks = list(self.stream(notes, voice, controls, max_minutes, max_note_seconds, where))
+        return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
+
+    def stream(
+        self,
+        notes: np.ndarray,
+        voice: PartVoice,
+        controls: np.ndarray | None = None,
+        max_minutes: float = MAX_SCORE_MINUTES,
+        max_note_seconds: float = MAX_NOTE_SECONDS,
+        where: str = "part",
+    ) -> Iterator[np.ndarray]:
+        """:meth:`render` in blocks of at most :data:`CHUNK` samples (memory independent of
+        the duration); the concatenated blocks are exactly what :meth:`render` returns.
+
+        The limits are checked when this is called, the soundfont preset on the first block.
+        """
+        check_notes(notes, where, max_minutes, max_note_seconds, options=None)
+        if controls is not None and len(controls):
+            times = np.asarray(controls, dtype=np.float64).reshape(len(controls), -1)[:, 0]
+            if not (np.all(np.isfinite(times)) and times.min() >= 0 and times.max() <= float(max_minutes) * 60):
+                raise UserError(f"{where}: controller events must lie between 0 s and {float(max_minutes):g} minutes")
+        return self._stream(notes, voice, controls)
+
+    def _stream(self, notes: np.ndarray, voice: PartVoice, controls) -> Iterator[np.ndarray]:
         synth, sfid = self._new_synth(voice.soundfont)
         try:
-            return self._render(synth, sfid, notes, voice, controls)
+            yield from self._blocks(synth, sfid, notes, voice, controls)
         finally:
             synth.delete()
 
-    def _render(self, synth, sfid: int, notes: np.ndarray, voice: PartVoice, controls) -> np.ndarray:
+    def _blocks(self, synth, sfid: int, notes: np.ndarray, voice: PartVoice, controls) -> Iterator[np.ndarray]:
         if synth.sfpreset_name(sfid, voice.bank, voice.program) is None:
             raise UserError(f"{voice.soundfont.path}: no preset for bank {voice.bank} program {voice.program}")
         synth.program_select(0, sfid, voice.bank, voice.program)
         bend = int(round(voice.detune_cents / PITCH_BEND_RANGE_CENTS * 8192))
         synth.pitch_bend(0, max(-8192, min(8191, bend)))
 
+        # FluidSynth writes into a pair of CHUNK buffers; each full pair leaves as one mono
+        # block. Every write is a multiple of FluidSynth's 64-sample block (events sit on its
+        # grid, CHUNK and BLOCK are multiples of it), so cutting the writes at CHUNK
+        # boundaries renders the same samples as writing each stretch between events whole.
+        left = np.zeros(CHUNK, dtype=np.float32)
+        right = np.zeros(CHUNK, dtype=np.float32)
+        fill = 0
+
+        def advance(count: int):
+            nonlocal fill
+            while count > 0:
+                n = min(count, CHUNK - fill)
+                self._write(synth, left, right, fill, n)
+                fill += n
+                count -= n
+                if fill == CHUNK:
+                    yield 0.5 * (left + right)
+                    fill = 0
+
         events = self._events(notes, controls)
-        last = int(events[-1][0]) if events else 0
-        capacity = last + int(MAX_TAIL_SECONDS * self.sample_rate) // BLOCK * BLOCK + BLOCK
-        left = np.zeros(capacity, dtype=np.float32)
-        right = np.zeros(capacity, dtype=np.float32)
         position = 0
         for sample, kind, a, b in events:
-            self._write(synth, left, right, position, sample - position)
+            yield from advance(sample - position)
             position = sample
             if kind == _NOTE_ON:
                 synth.noteon(0, a, b)
@@ -119,13 +180,18 @@ class Renderer:
                 synth.noteoff(0, a)
             else:
                 synth.cc(0, a, b)
-        while position + BLOCK <= capacity and synth.get_active_voice_count() > 0:
-            self._write(synth, left, right, position, BLOCK)
+        # The release tail: whole BLOCKs while voices sound, at most MAX_TAIL_SECONDS (and
+        # one block) after the last event.
+        for _ in range(int(MAX_TAIL_SECONDS * self.sample_rate) // BLOCK + 1):
+            if synth.get_active_voice_count() == 0:
+                break
+            yield from advance(BLOCK)
             position += BLOCK
         # Events are grid-aligned, so every render starts and ends on FluidSynth's block grid:
         # the next render sees the same block phase (determinism).
         assert position % FLUID_BUFSIZE == 0
-        return 0.5 * (left[:position] + right[:position])
+        if fill:
+            yield 0.5 * (left[:fill] + right[:fill])
 
     def _events(self, notes: np.ndarray, controls: np.ndarray | None) -> list[tuple[int, int, int, int]]:
         sr = self.sample_rate
@@ -171,11 +237,28 @@ def pad_stack(stems: list[np.ndarray], length: int | None = None) -> np.ndarray:
     return out
 
 
-def render_parts(parts, voices: list[PartVoice], sample_rate: int, controls=None) -> np.ndarray:
-    """Render each part with its voice -> (n_parts, n_samples) float32, all the same length."""
+def render_parts(
+    parts,
+    voices: list[PartVoice],
+    sample_rate: int,
+    controls=None,
+    max_minutes: float = MAX_SCORE_MINUTES,
+    max_note_seconds: float = MAX_NOTE_SECONDS,
+    source: str = "",
+) -> np.ndarray:
+    """Render each part with its voice -> (n_parts, n_samples) float32, all the same length.
+
+    The whole result is held in memory (corpus tracks are short excerpts); parts past the
+    limits of :func:`~ensemble_synth.music.score.check_limits` are refused before any
+    rendering. ``source`` (a file or track id) starts such messages.
+    """
+    check_limits(parts, source, max_minutes, max_note_seconds, options=None)
     renderer = get_renderer(sample_rate)
     controls = controls or [None] * len(parts)
     # A fresh synthesizer per part: cheaper than resetting a used one (system_reset takes
     # ~1 s on a large sf3), and a part renders the same whatever was rendered before it.
-    stems = [renderer.render(part.notes, voice, ctl) for part, voice, ctl in zip(parts, voices, controls)]
+    stems = [
+        renderer.render(part.notes, voice, ctl, max_minutes, max_note_seconds, part_label(source, part))
+        for part, voice, ctl in zip(parts, voices, controls)
+    ]
     return pad_stack(stems)

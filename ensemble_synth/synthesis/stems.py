@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 
 from ..errors import UserError
-from ..fileio import atomic_directory, write_json_atomic, write_wav
+from ..fileio import _no_peak_chunk, atomic_directory, write_json_atomic
 from ..music import instruments
-from ..music.score import Score
+from ..music.instruments import escape
+from ..music.score import (
+    MAX_NOTE_SECONDS,
+    MAX_SCORE_MINUTES,
+    Score,
+    check_limits,
+    part_label,
+)
 from ..versions import versions
-from .fluid_renderer import PartVoice, get_renderer, render_parts
+from .fluid_renderer import CHUNK, PartVoice, get_renderer
 from .soundfonts import Soundfont
 
 SUBTYPES = {"float": "FLOAT", "pcm24": "PCM_24"}
@@ -32,10 +41,11 @@ def voices_for(score: Score, soundfont: Soundfont, sample_rate: int) -> list[Par
     return voices
 
 
-def stems_metadata(score: Score, voices: list[PartVoice], stems: np.ndarray, sample_rate: int) -> dict:
+def stems_metadata(score: Score, voices: list[PartVoice], peaks: list[float], samples: int, sample_rate: int) -> dict:
+    """``metadata.json`` of a render: ``peaks`` per part, ``samples`` per stem."""
     renderer = get_renderer(sample_rate)
     parts = []
-    for part, voice, stem in zip(score.parts, voices, stems):
+    for part, voice, peak in zip(score.parts, voices, peaks):
         parts.append(
             {
                 "name": part.name,
@@ -44,8 +54,8 @@ def stems_metadata(score: Score, voices: list[PartVoice], stems: np.ndarray, sam
                 "bank": voice.bank,
                 "preset": renderer.preset_name(voice.soundfont, voice.program, voice.bank),
                 "source_track": part.source,
-                "notes": int(len(part.notes)),
-                "peak": float(np.abs(stem).max()),
+                "notes": len(part.notes),
+                "peak": float(peak),
             }
         )
     font = voices[0].soundfont
@@ -54,11 +64,49 @@ def stems_metadata(score: Score, voices: list[PartVoice], stems: np.ndarray, sam
         "parts": parts,
         "soundfont": {"name": font.name, "file": font.path.name, "sha256": font.sha256},
         "sample_rate": sample_rate,
-        "samples": int(stems.shape[1]),
-        "duration": stems.shape[1] / sample_rate,
+        "samples": int(samples),
+        "duration": samples / sample_rate,
         "score_duration": score.duration,
         "versions": versions(),
     }
+
+
+def _render_raw(renderer, part, voice: PartVoice, raw: Path, max_minutes: float, max_note_seconds: float,
+                where: str) -> tuple[int, float]:
+    """Stream one part into ``raw`` (float32 samples, no header) -> (samples, peak)."""
+    samples, peak = 0, 0.0
+    blocks = renderer.stream(part.notes, voice, None, max_minutes, max_note_seconds, where)
+    with contextlib.closing(blocks), open(raw, "wb") as f:
+        for block in blocks:
+            if len(block):
+                f.write(block.tobytes())
+                samples += len(block)
+                peak = max(peak, float(np.abs(block).max()))
+    return samples, peak
+
+
+def _raw_to_wav(raw: Path, path: Path, samples: int, sample_rate: int, subtype: str) -> None:
+    """Copy ``raw`` into a mono WAV in blocks, zero-padded to ``samples``; removes ``raw``.
+
+    Same bytes as :func:`~ensemble_synth.fileio.write_wav` of the whole stem: libsndfile
+    converts sample by sample and writes the header on close (no PEAK chunk).
+    """
+    written = 0
+    with sf.SoundFile(str(path), "w", int(sample_rate), 1, subtype=subtype, format="WAV") as out:
+        _no_peak_chunk(out)
+        with open(raw, "rb") as f:
+            while True:
+                block = np.fromfile(f, dtype=np.float32, count=CHUNK)
+                if not len(block):
+                    break
+                out.write(block)
+                written += len(block)
+        zeros = np.zeros(min(CHUNK, max(0, samples - written)), dtype=np.float32)
+        while written < samples:
+            n = min(len(zeros), samples - written)
+            out.write(zeros[:n])
+            written += n
+    raw.unlink()
 
 
 def render_score_to_dir(
@@ -68,18 +116,45 @@ def render_score_to_dir(
     sample_rate: int = 44100,
     subtype: str = "float",
     overwrite: bool = False,
+    max_minutes: float = MAX_SCORE_MINUTES,
+    max_note_seconds: float = MAX_NOTE_SECONDS,
 ) -> dict:
-    """Render every part to ``out_dir/<part>.wav`` plus ``metadata.json``; returns the metadata."""
+    """Render every part to ``out_dir/<part>.wav`` plus ``metadata.json``; returns the metadata.
+
+    Memory does not grow with the duration: each part streams from FluidSynth into a raw
+    file inside the temporary output directory, and once every part's length is known
+    (the longest sets the stems' common length) each is copied into its WAV in blocks,
+    zero-padded. A score past the limits (see :data:`~ensemble_synth.music.score.MAX_SCORE_MINUTES`)
+    is refused before anything is rendered; on any error nothing is left at ``out_dir``.
+    """
     if subtype not in SUBTYPES:
-        raise UserError(f"unknown sample format '{subtype}' (known: {', '.join(SUBTYPES)})")
+        raise UserError(f"unknown sample format '{escape(subtype)}' (known: {', '.join(SUBTYPES)})")
+    if not score.parts:
+        raise UserError(f"{escape(score.source)}: the score has no parts")
+    check_limits(score.parts, score.source, max_minutes, max_note_seconds)
     voices = voices_for(score, soundfont, sample_rate)
-    stems = render_parts(score.parts, voices, sample_rate)
-    meta = stems_metadata(score, voices, stems, sample_rate)
-    silent = [p["name"] for p in meta["parts"] if p["peak"] == 0.0]
-    if silent:
-        raise UserError(f"{score.source}: rendered silence for {', '.join(silent)} with {soundfont.path}")
-    with atomic_directory(out_dir, overwrite=overwrite) as tmp:
-        for part, stem in zip(score.parts, stems):
-            write_wav(Path(tmp) / f"{part.name}.wav", stem, sample_rate, SUBTYPES[subtype])
-        write_json_atomic(Path(tmp) / "metadata.json", meta)
+    renderer = get_renderer(sample_rate)
+    try:
+        with atomic_directory(out_dir, overwrite=overwrite) as tmp:
+            tmp = Path(tmp)
+            lengths, peaks = [], []
+            for index, (part, voice) in enumerate(zip(score.parts, voices)):
+                where = part_label(score.source, part)
+                n, peak = _render_raw(renderer, part, voice, tmp / f".part{index}.f32", max_minutes,
+                                      max_note_seconds, where)
+                lengths.append(n)
+                peaks.append(peak)
+            silent = [part.name for part, peak in zip(score.parts, peaks) if peak == 0.0]
+            if silent:
+                raise UserError(
+                    f"{escape(score.source)}: rendered silence for {escape(', '.join(silent))} with {escape(soundfont.path)}"
+                )
+            samples = max(lengths, default=0)
+            for index, part in enumerate(score.parts):
+                _raw_to_wav(tmp / f".part{index}.f32", tmp / f"{part.name}.wav", samples, sample_rate, SUBTYPES[subtype])
+            meta = stems_metadata(score, voices, peaks, samples, sample_rate)
+            write_json_atomic(tmp / "metadata.json", meta)
+    except (OSError, sf.SoundFileError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).strip().splitlines()[0]
+        raise UserError(f"{escape(out_dir)}: cannot write the stems ({escape(reason)})") from None
     return meta
