@@ -1,4 +1,4 @@
-"""Atomic output: files and directories appear whole or not at all.
+"""Atomic output: files and directories appear whole or not at all (WAV and 24-bit FLAC audio too).
 
 Also the checks of an output path made before any work (:func:`check_output_dir`,
 :func:`check_output_file`), and :func:`os_error_message`, the one-line form of an
@@ -132,19 +132,63 @@ def write_json_atomic(path: str | os.PathLike, obj) -> None:
 
 def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int, subtype: str = "FLOAT") -> None:
     """Write audio shaped (samples,) or (channels, samples) atomically as WAV."""
-    path = Path(path)
     audio = np.asarray(audio, dtype=np.float32)
-    data = audio.T if audio.ndim == 2 else audio
+    _write_sound(path, audio.T if audio.ndim == 2 else audio, sample_rate, subtype, "WAV")
+
+
+# 24-bit PCM: an integer q in [-2**23, 2**23 - 1] stands for q / 2**23 (libsndfile reads it so).
+PCM24_SCALE = 2 ** 23
+PCM24_LSB = 1.0 / PCM24_SCALE
+FLAC_COMPRESSION_LEVEL = 5  # libFLAC's default (0 fastest .. 8 smallest)
+
+
+def to_pcm24(audio: np.ndarray, where: str = "audio") -> np.ndarray:
+    """Float samples rounded to the nearest 24-bit step: int32 values in [-2**23, 2**23 - 1].
+
+    Each sample moves by at most half a step (2**-24). A sample at or beyond full scale (|x| >= 1,
+    less the half step below +1) cannot be stored and is refused, naming ``where``.
+    """
+    q = np.rint(np.asarray(audio, dtype=np.float64) * PCM24_SCALE)
+    if q.size and (q.max() > PCM24_SCALE - 1 or q.min() < -PCM24_SCALE):
+        peak = float(np.abs(np.asarray(audio, dtype=np.float64)).max())
+        raise UserError(f"{where}: peaks at {peak:.4f}, beyond 24-bit full scale (FLAC); "
+                        "lower its level or write WAV (float)")
+    return q.astype(np.int32)
+
+
+def write_flac(path: str | os.PathLike, audio: np.ndarray, sample_rate: int,
+               compression_level: int = FLAC_COMPRESSION_LEVEL) -> None:
+    """Write audio shaped (samples,) or (channels, samples) atomically as 24-bit FLAC.
+
+    ``audio``: float samples (rounded with :func:`to_pcm24`) or the int32 24-bit values
+    :func:`to_pcm24` returns; these are stored exactly, and read back as ``q / 2**23``.
+    Same samples, same bytes (libFLAC writes no date).
+    """
+    audio = np.asarray(audio)
+    pcm = audio if audio.dtype == np.int32 else to_pcm24(audio, str(path))
+    if pcm.size and (pcm.max() > PCM24_SCALE - 1 or pcm.min() < -PCM24_SCALE):
+        raise UserError(f"{path}: 24-bit values out of range")
+    data = pcm.T if pcm.ndim == 2 else pcm
+    # libsndfile takes int32 at full 32-bit scale and keeps the top 24 bits: shift, exactly.
+    _write_sound(path, np.ascontiguousarray(data) << 8, sample_rate, "PCM_24", "FLAC",
+                 compression_level=compression_level / 8)
+
+
+def _write_sound(path, data: np.ndarray, sample_rate: int, subtype: str, container: str, **options) -> None:
+    """Write (samples,) or (samples, channels) ``data`` to ``path`` through a temporary sibling."""
+    path = Path(path)
     tmp = _tmp_sibling(path)
     channels = 1 if data.ndim == 1 else data.shape[1]
     try:
         open(tmp, "wb").close()  # libsndfile's own open fails with "System error": this names the problem
         try:
-            with sf.SoundFile(str(tmp), "w", int(sample_rate), channels, subtype=subtype, format="WAV") as f:
-                _no_peak_chunk(f)
+            with sf.SoundFile(str(tmp), "w", int(sample_rate), channels, subtype=subtype, format=container,
+                              **options) as f:
+                if container == "WAV":
+                    _no_peak_chunk(f)
                 f.write(data)
         except sf.LibsndfileError as exc:  # a failed write: a full disk, an I/O error
-            raise OSError(errno.EIO, f"cannot write WAV ({exc.error_string})", str(path)) from None
+            raise OSError(errno.EIO, f"cannot write {container} ({exc.error_string})", str(path)) from None
         os.replace(tmp, path)
     except OSError as exc:
         _remove_quietly(tmp)
@@ -163,7 +207,7 @@ def _no_peak_chunk(f: sf.SoundFile) -> None:
 
 
 def read_wav(path: str | os.PathLike) -> tuple[np.ndarray, int]:
-    """Read a WAV as float32 shaped (channels, samples)."""
+    """Read a WAV or FLAC (any format libsndfile reads) as float32 shaped (channels, samples)."""
     data, sr = sf.read(str(path), dtype="float32", always_2d=True)
     return np.ascontiguousarray(data.T), int(sr)
 

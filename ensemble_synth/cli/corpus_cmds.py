@@ -1,4 +1,4 @@
-"""`generate`, `render-spec` and `presets` commands."""
+"""`generate`, `render-spec`, `info` and `presets` commands."""
 
 from __future__ import annotations
 
@@ -9,13 +9,14 @@ from pathlib import Path
 import click
 
 from ..corpus import format as corpus_format
+from ..corpus.card import CorpusStats, markdown, write_card
 from ..corpus.format import write_track
 from ..corpus.generation import default_rir_cache
 from ..corpus.generation import generate as run
 from ..corpus.preset import SPLITS
 from ..corpus.rendering import render_track
 from ..errors import UserError
-from ..fileio import check_output_dir
+from ..fileio import check_output_dir, check_output_file
 from ..presets import KINDS, list_presets, load_preset, preset_path
 from .group import cli
 
@@ -34,9 +35,12 @@ from .group import cli
 @click.option("--dry/--no-dry", "write_dry", default=None, help="Also write the dry (anechoic) stems.")
 @click.option("--midi/--no-midi", "write_midi", default=None, help="Also write the performed MIDI per part.")
 @click.option("--rir-cache", type=click.Path(file_okay=False), default=None, help="RIR cache folder [default: ~/.cache/ensemble_synth/rirs].")
+@click.option("--format", "audio_format", type=click.Choice(list(corpus_format.AUDIO_FORMATS)), default=None,
+              help="Audio files: float32 WAV or 24-bit FLAC [default: the preset's [write] format, else wav].")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def generate(preset, out_dir, tracks, train, valid, test, seed, jobs, scheduler, dry_run, write_dry, write_midi, rir_cache, quiet):
-    """Generate (or complete) a synthetic corpus from a preset."""
+def generate(preset, out_dir, tracks, train, valid, test, seed, jobs, scheduler, dry_run, write_dry, write_midi, rir_cache,
+             audio_format, quiet):
+    """Generate (or complete) a synthetic corpus from a preset; ends with its card (card.md, card.png)."""
     import os
 
     if tracks is not None and any(v is not None for v in (train, valid, test)):
@@ -51,6 +55,7 @@ def generate(preset, out_dir, tracks, train, valid, test, seed, jobs, scheduler,
     summary = run(
         preset, out_dir, seed=seed, tracks=sizes, jobs=jobs or os.cpu_count() or 1, scheduler=scheduler,
         dry_run=dry_run, write_dry=write_dry, write_midi=write_midi, rir_cache=rir_cache, progress=not quiet,
+        audio_format=audio_format,
     )
     click.echo(summary.line() if not dry_run else f"{out_dir}: {summary.tracks} track specs sampled (dry run)")
 
@@ -90,8 +95,10 @@ def _check_same_extras(out_dir: Path, write_dry: bool | None, write_midi: bool |
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False))
 @click.option("--dry/--no-dry", "write_dry", default=False)
 @click.option("--midi/--no-midi", "write_midi", default=False)
+@click.option("--format", "audio_format", type=click.Choice(list(corpus_format.AUDIO_FORMATS)), default=None,
+              help="Audio files [default: the format the metadata records, else wav].")
 @click.option("--overwrite", is_flag=True)
-def render_spec(metadata, out_dir, write_dry, write_midi, overwrite):
+def render_spec(metadata, out_dir, write_dry, write_midi, audio_format, overwrite):
     """Re-render one track from its metadata.json (bit-identical to the corpus copy)."""
 
     path = Path(metadata)
@@ -103,12 +110,36 @@ def render_spec(metadata, out_dir, write_dry, write_midi, overwrite):
         raise UserError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(track, dict) or "parts" not in track or "performance" not in track:
         raise UserError(f"{path}: not a track spec (no 'parts' and 'performance')")
+    if audio_format is None:
+        audio_format = corpus_format.track_audio_format(track)
+        if audio_format not in corpus_format.AUDIO_FORMATS:
+            raise UserError(f"{path}: unknown audio format {audio_format!r} in 'rendered'")
     track.pop("rendered", None)
     out = check_output_dir(out_dir, overwrite=overwrite)
     rendered = render_track(track)
     out.parent.mkdir(parents=True, exist_ok=True)
-    meta = write_track(rendered, out, write_dry, write_midi)  # replaces what is there only once the new one is whole
+    # replaces what is there only once the new one is whole
+    meta = write_track(rendered, out, write_dry, write_midi, audio_format)
     click.echo(f"{out}: {len(meta['parts'])} stems, {meta['rendered']['duration']:.1f} s")
+
+
+@cli.command()
+@click.argument("corpus", type=click.Path(file_okay=False))
+@click.option("-o", "--out", "out_file", type=click.Path(dir_okay=False), default=None,
+              help="Write the card here (Markdown) with its figure beside it (.png); default: print the Markdown.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing card.")
+def info(corpus, out_file, overwrite):
+    """Summarise a corpus: hours per split and instrument, line-ups, rooms, mics, loudness, soundfonts."""
+    if out_file is None:
+        click.echo(markdown(CorpusStats(corpus)), nl=False)
+        return
+    path = Path(out_file)
+    if path.suffix.lower() == ".png":
+        raise UserError(f"{path}: give the Markdown file (the figure is written beside it as .png)")
+    check_output_file(path, overwrite=overwrite)
+    check_output_file(path.with_suffix(".png"), overwrite=overwrite)
+    written = write_card(corpus, path)  # reads the whole corpus before writing anything
+    click.echo(f"{written}: corpus card ({written.with_suffix('.png').name} beside it)")
 
 
 @cli.group()

@@ -2,15 +2,23 @@
 
 The on-disk layout is :mod:`.format`'s. Each track folder is built under a temporary name
 and renamed when complete, so a killed run leaves no half track and a rerun completes the
-corpus with identical bytes.
+corpus with identical bytes. The room groups run in-process, in a local process pool, on any
+executor the caller passes, or on a Dask cluster (``scheduler``): every worker renders from
+the preset and seed alone and writes its tracks under ``out_dir`` (which, and the RIR cache,
+must then be on storage every worker sees), so the bytes are the same wherever a group ran.
+A finished run ends with the corpus card (``card.md``, ``card.png``; :mod:`.card`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures as cf
+import copy
 import json
+import logging
 import multiprocessing
 import os
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +32,7 @@ from ..music.repertoire import Repertoire
 from ..workers import die_with_parent
 from . import augment as augment_mod
 from . import format as corpus_format
+from .card import write_card
 from .preset import SPLITS, resolve_preset
 from .rendering import render_track
 from .sampling import ensemble_for_group, plan, sample_track, scene_for_group, track_id
@@ -78,7 +87,8 @@ def run_group(preset: dict, seed: int, split: str, group: int, indices: list[int
             results.append(track)
             continue
         rendered = render_track(track, cache, augmentations)
-        results.append(corpus_format.write_track(rendered, track_dir, options.get("dry"), options.get("midi")))
+        results.append(corpus_format.write_track(rendered, track_dir, options.get("dry"), options.get("midi"),
+                                                 options.get("format", corpus_format.DEFAULT_FORMAT)))
     return results
 
 
@@ -95,16 +105,73 @@ def _prewarm(preset: dict) -> None:
     Repertoire(rep["source"], rep["exclude"], rep["exclude_melodies"])
 
 
+SCHEDULER_TIMEOUT_S = 5  # a scheduler that does not answer within this is an error, not a wait
+
+
+def connect_scheduler(address: str, timeout_s: float = SCHEDULER_TIMEOUT_S):
+    """A Dask ``distributed.Client`` of the scheduler at ``address``; one line and exit 2 when
+    Dask is missing, the address is malformed or no scheduler answers within ``timeout_s``.
+
+    The scheduler is asked who it is over a plain Dask connection first: a closed port, a
+    host that does not answer, or something that is not a Dask scheduler fails there within
+    the timeout, before a Client (whose failed start takes far longer to unwind) is made.
+    """
+    try:
+        from distributed import Client
+    except ImportError:
+        raise UserError("--scheduler needs Dask: pip install 'ensemble_synth[dask]'") from None
+    from distributed.comm import connect
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    try:
+        scheme, location = parse_address(address)
+        host, port = parse_host_port(location) if scheme in ("tcp", "tls") else (None, None)
+    except (ValueError, TypeError) as exc:
+        raise UserError(f"--scheduler {address}: not a scheduler address, expected tcp://HOST:PORT ({exc})") from None
+    if host is not None:  # a closed port or an unknown host: say so at once, not after the timeout
+        try:
+            socket.create_connection((host, port), timeout=timeout_s).close()
+        except TimeoutError:
+            raise UserError(f"--scheduler {address}: no answer within {timeout_s:g} s") from None
+        except OSError as exc:
+            raise UserError(f"--scheduler {address}: cannot reach it ({exc.strerror or exc})") from None
+
+    async def identity():
+        comm = await connect(address, timeout=timeout_s)
+        try:
+            await comm.write({"op": "identity"})
+            return await comm.read()
+        finally:
+            await comm.close()
+
+    # distributed logs every failed attempt; the one line below says it all.
+    quiet = [logging.getLogger(name) for name in ("distributed", "tornado", "asyncio")]
+    levels = [log.level for log in quiet]
+    for log in quiet:
+        log.setLevel(logging.CRITICAL + 1)
+    try:
+        try:
+            who = asyncio.run(asyncio.wait_for(identity(), timeout_s))
+        except TimeoutError:
+            raise UserError(f"--scheduler {address}: no Dask scheduler answered within {timeout_s:g} s") from None
+        except Exception as exc:  # noqa: BLE001 - whatever answered there, it is one line
+            why = " ".join(str(exc).split())[:160] or type(exc).__name__
+            raise UserError(f"--scheduler {address}: no Dask scheduler answered there ({why})") from None
+        if not isinstance(who, dict) or who.get("type") != "Scheduler":
+            raise UserError(f"--scheduler {address}: answered, but not as a Dask scheduler")
+        try:
+            return Client(address, timeout=f"{timeout_s}s", set_as_default=False)
+        except Exception as exc:  # noqa: BLE001 - distributed raises many kinds; one line
+            why = " ".join(str(exc).split())[:160] or type(exc).__name__
+            raise UserError(f"--scheduler {address}: cannot connect a Dask client ({why})") from None
+    finally:
+        for log, level in zip(quiet, levels):
+            log.setLevel(level)
+
+
 def _make_executor(jobs: int, scheduler: str | None, preset: dict):
     if scheduler:
-        try:
-            from distributed import Client
-        except ImportError:
-            raise UserError("--scheduler needs Dask: pip install 'ensemble_synth[dask]'") from None
-        try:
-            return Client(scheduler, timeout="10s"), True
-        except Exception as exc:
-            raise UserError(f"--scheduler {scheduler}: cannot connect ({exc})") from None
+        return connect_scheduler(scheduler), True
     if jobs <= 1:
         return None, False
     _pin_threads()
@@ -122,7 +189,7 @@ def _completed(executor, futures):
     if hasattr(executor, "gather"):  # a dask distributed.Client
         from distributed import as_completed
 
-        return as_completed(futures)
+        return as_completed(futures, loop=executor.loop)  # this client's, not the default one
     return cf.as_completed(futures)
 
 
@@ -140,20 +207,29 @@ def generate(
     rir_cache: str | os.PathLike | None | bool = None,
     augmentations=(),
     progress: bool = True,
+    audio_format: str | None = None,
+    card: bool = True,
 ) -> Summary:
     """Generate (or complete) a corpus. ``tracks`` overrides the preset's split sizes.
 
     ``executor``: any ``concurrent.futures.Executor`` (or a Dask ``Client``); by default a
-    process pool of ``jobs`` workers, or in-process for ``jobs=1``. ``rir_cache``: a folder,
-    False for none, None for the user cache (``$ENSEMBLE_SYNTH_CACHE`` or ~/.cache).
+    process pool of ``jobs`` workers, or in-process for ``jobs=1``. ``scheduler``: the address
+    of a Dask scheduler to run on instead. ``rir_cache``: a folder, False for none, None for
+    the user cache (``$ENSEMBLE_SYNTH_CACHE`` or ~/.cache). ``audio_format``: ``"wav"`` or
+    ``"flac"``, overriding the preset's ``[write] format``. ``card``: write ``card.md`` and
+    ``card.png`` at the end of a (non-dry) run.
     """
     start = time.perf_counter()
     preset = resolve_preset(preset)
+    if tracks or audio_format is not None:
+        preset = copy.deepcopy(preset)  # the caller's preset stays as it was
     if tracks:
         for key, value in tracks.items():
             if value is not None:
                 preset["tracks"][key] = int(value)
         resolve_preset(preset)  # re-validate
+    if audio_format is not None:
+        preset["write"]["format"] = corpus_format.check_audio_format(audio_format, "audio format")
     out_dir = Path(out_dir)
     augmentations = augment_mod.check(augmentations)
     own_executor = None
@@ -162,7 +238,7 @@ def generate(
         own_executor = executor
     try:
         return _generate(preset, out_dir, seed, executor, jobs, dry_run, write_dry, write_midi, rir_cache,
-                         augmentations, progress, start)
+                         augmentations, progress, start, card)
     finally:
         if own_executor is not None:
             own_executor.close()
@@ -189,7 +265,7 @@ def check_scenes(preset: dict, seed: int) -> None:
 
 
 def _generate(preset, out_dir, seed, executor, jobs, dry_run, write_dry, write_midi, rir_cache, augmentations,
-              progress, start) -> Summary:
+              progress, start, card=True) -> Summary:
     check_scenes(preset, seed)
     corpus_format.check_or_write_corpus_toml(out_dir, preset, seed, augmentations)
     corpus_format.clean_temporaries(out_dir)
@@ -197,7 +273,9 @@ def _generate(preset, out_dir, seed, executor, jobs, dry_run, write_dry, write_m
         "dry": preset["write"].get("dry", False) if write_dry is None else write_dry,
         "midi": preset["write"].get("midi", False) if write_midi is None else write_midi,
         "dry_run": dry_run,
-        "rir_cache": None if rir_cache is False else str(rir_cache or default_rir_cache()),
+        # Absolute: a Dask worker's working directory is not ours.
+        "rir_cache": None if rir_cache is False else str(Path(rir_cache or default_rir_cache()).absolute()),
+        "format": preset["write"].get("format", corpus_format.DEFAULT_FORMAT),
     }
     planned = plan(preset)
     done = {(s, i) for s, i, _ in planned if (out_dir / s / track_id(preset, s, i) / corpus_format.METADATA).is_file()}
@@ -223,7 +301,8 @@ def _generate(preset, out_dir, seed, executor, jobs, dry_run, write_dry, write_m
                 bar.update(len(indices))
         else:
             futures = {
-                executor.submit(run_group, preset, seed, split, group, indices, str(out_dir), options, augmentations): indices
+                executor.submit(run_group, preset, seed, split, group, indices, str(out_dir.absolute()), options,
+                                augmentations): indices
                 for (split, group), indices in groups.items()
             }
             for future in _completed(executor, list(futures)):
@@ -238,5 +317,7 @@ def _generate(preset, out_dir, seed, executor, jobs, dry_run, write_dry, write_m
         return Summary(len(planned), rendered, len(done), 0.0, time.perf_counter() - start, out_dir)
     metas = [json.loads((out_dir / s / track_id(preset, s, i) / corpus_format.METADATA).read_text()) for s, i, _ in planned]
     corpus_format.write_manifest(out_dir, metas)
+    if card:
+        write_card(out_dir)
     audio = sum(m["rendered"]["duration"] for m in metas if (m["split"], m["index"]) not in done)
     return Summary(len(planned), rendered, len(done), audio, time.perf_counter() - start, out_dir)

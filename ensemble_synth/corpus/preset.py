@@ -36,7 +36,10 @@ ROOM_TABLE_KEYS = {
     "room": Key("chamber_hall", "any"),
     "mics": Key("ortf", "any"),
 }
-WRITE_KEYS = {"dry": Key(False, "bool", random=False), "midi": Key(False, "bool", random=False)}
+# The audio formats a corpus is written in (corpus/format.py owns their files): float32 WAV or 24-bit FLAC.
+AUDIO_FORMATS = ("wav", "flac")
+WRITE_KEYS = {"dry": Key(False, "bool", random=False), "midi": Key(False, "bool", random=False),
+              "format": Key(AUDIO_FORMATS[0], "name", random=False)}
 
 # Each table of a corpus preset and who owns its keys.
 TABLES = {
@@ -84,6 +87,9 @@ def validate(preset: dict, source: str) -> None:
     for table, keys in TABLES.items():
         check_table(preset[table], keys, f"{source}: [{table}]")
     check_table(preset["write"], WRITE_KEYS, f"{source}: [write]")
+    if preset["write"].get("format", AUDIO_FORMATS[0]) not in AUDIO_FORMATS:
+        raise UserError(f"{source}: [write] key 'format': expected one of {', '.join(AUDIO_FORMATS)}, "
+                        f"got {preset['write']['format']!r}")
     if not isinstance(preset["name"], str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", preset["name"]):
         raise UserError(f"{source}: key 'name': expected a name of letters, digits, '_', '-' or '.', got {preset['name']!r}")
     if not isinstance(preset["sample_rate"], int) or not 8000 <= preset["sample_rate"] <= 96000:

@@ -170,7 +170,7 @@ def _track_folders(root: Path) -> list[Path]:
 
 
 def _load_track_folder(folder: Path) -> Recording:
-    stem_paths = list((folder / "stems").glob("*.wav"))
+    stem_paths = corpus_format.stem_files(folder)  # WAV or FLAC
     if not stem_paths:
         raise UserError(f"{folder / 'stems'}: no stem WAV files")
     stem_paths.sort(key=_part_sort_key)
