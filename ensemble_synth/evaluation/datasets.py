@@ -172,7 +172,7 @@ def _track_folders(root: Path) -> list[Path]:
 def _load_track_folder(folder: Path) -> Recording:
     stem_paths = corpus_format.stem_files(folder)  # WAV or FLAC
     if not stem_paths:
-        raise UserError(f"{folder / 'stems'}: no stem WAV files")
+        raise UserError(f"{folder / 'stems'}: no stem files (WAV or FLAC)")
     stem_paths.sort(key=_part_sort_key)
     names, insts = [], []
     for path in stem_paths:
@@ -184,7 +184,7 @@ def _load_track_folder(folder: Path) -> Recording:
         names.append(path.stem)
         insts.append(inst.name)
     stems, sr = _read_stems(stem_paths)
-    mix = folder / "mix.wav"
+    mix = corpus_format.mix_file(folder)
     if mix.is_file():
         info = sf.info(str(mix))
         if info.samplerate != sr or info.frames != stems.shape[-1]:
