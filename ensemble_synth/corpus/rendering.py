@@ -14,7 +14,8 @@ from ..errors import UserError
 from ..music.arrangement import load_piece
 from ..music.performance import controls, perform
 from ..music.score import Part
-from ..synthesis.fluid_renderer import PartVoice, render_parts
+from ..synthesis import sample_library, sampler
+from ..synthesis.fluid_renderer import PartVoice, pad_stack, render_parts
 from ..synthesis.soundfonts import resolve as resolve_soundfont
 from ..synthesis.timbre import apply_eq
 from . import augment as augment_mod
@@ -61,9 +62,9 @@ def render_track(track: dict, cache=None, augmentations=()) -> RenderedTrack:
     empty = [p.name for p in parts if len(p.notes) == 0]
     if empty:
         raise UserError(f"track {track['track_id']}: no notes for {', '.join(empty)} in the excerpt")
-    voices = [PartVoice(resolve_soundfont(p["soundfont"]), p["program"], 0, p["detune_cents"]) for p in part_specs]
     duration = max(p.end_time for p in parts)
-    dry = render_parts(parts, voices, sr, [controls(p, duration) for p in part_specs])
+    dry, out_of_range = render_dry(parts, part_specs, sr, [controls(p, duration) for p in part_specs],
+                                   f"track {track['track_id']}")
     for i, p in enumerate(part_specs):
         dry[i] = apply_eq(dry[i], sr, p["eq_low_db"], p["eq_high_db"], p.get("eq_peaks", ()))
     dry_gains = match_dry_levels(dry, [p["gain_db"] for p in part_specs], sr, [p["name"] for p in part_specs],
@@ -78,9 +79,41 @@ def render_track(track: dict, cache=None, augmentations=()) -> RenderedTrack:
     report = {"dry_gain_db": dry_gains, **normalise_mixture(images, MixSpec.from_dict(track["mix"]), sr),
               "samples": int(images.shape[-1]), "duration": images.shape[-1] / sr, "channels": int(images.shape[1]),
               "notes": [int(len(n)) for n in notes]}
+    if out_of_range:
+        report["out_of_range_notes"] = out_of_range
     rendered = RenderedTrack(track, images, dry, notes, report)
     check_track(rendered)
     return rendered
+
+
+def render_dry(parts: list[Part], part_specs: list[dict], sr: int, part_controls: list, source: str):
+    """The dry stems, (n_parts, n) float32: FluidSynth for soundfont parts, the sampler for
+    parts whose spec has a ``sampler`` table; and ``{part: count}`` of sampled notes outside
+    their recordings' range (empty when none). A track of soundfont parts only renders
+    exactly as before."""
+    sampled = [i for i, p in enumerate(part_specs) if p.get("sampler")]
+    if not sampled:
+        voices = [PartVoice(resolve_soundfont(p["soundfont"]), p["program"], 0, p["detune_cents"]) for p in part_specs]
+        return render_parts(parts, voices, sr, part_controls), {}
+    fluid = [i for i in range(len(parts)) if i not in sampled]
+    stems: list = [None] * len(parts)
+    if fluid:
+        voices = [PartVoice(resolve_soundfont(part_specs[i]["soundfont"]), part_specs[i]["program"], 0,
+                            part_specs[i]["detune_cents"]) for i in fluid]
+        rendered = render_parts([parts[i] for i in fluid], voices, sr, [part_controls[i] for i in fluid])
+        for row, i in enumerate(fluid):
+            stems[i] = rendered[row]
+    out_of_range = {}
+    for i in sampled:
+        table = part_specs[i]["sampler"]
+        package = sample_library.resolve_package(table["library"], table["package"], table["version"])
+        voice = sampler.SampledVoice(package, float(part_specs[i]["detune_cents"]), int(table["seed"]))
+        where = f"{source}: part {parts[i].name}"
+        stems[i] = sampler.render(parts[i].notes, voice, sr, part_controls[i], where)
+        count = sampler.out_of_range(parts[i].notes, package, sr)
+        if count:
+            out_of_range[parts[i].name] = count
+    return pad_stack(stems), out_of_range
 
 
 def check_track(rendered: RenderedTrack) -> None:

