@@ -2,25 +2,36 @@
 
 Four mono sources of harmonic notes (120 s at 44.1 kHz by default) and estimates made
 from them by filtering, delaying, leaking the neighbouring source in and adding noise,
-written to WAV files and read back. Prints the wall time of museval.evaluate, of our
-four-metric evaluate_sources, of our SDR-only path and of reading the WAV files, the
-speed-up ratios, and the largest difference from museval per metric over all windows.
+written to WAV files and read back.
 
-BLAS runs on one thread for both (set OPENBLAS_NUM_THREADS etc. before starting to
-change that): on this shared 2-core machine a second BLAS thread fighting other jobs made
-our one Cholesky factorisation up to 20x slower, and museval gains nothing from it.
+In-process: the wall time of museval.evaluate, of our four-metric evaluate_sources, of
+our SDR-only path and of reading the WAV files, the speed-up ratios, and the largest
+difference from museval per metric over all windows. BLAS runs on one thread for both
+here (set OPENBLAS_NUM_THREADS etc. before starting to change that): on a shared 2-core
+machine a second BLAS thread fighting other jobs made a Cholesky factorisation up to 20x
+slower, and museval gains nothing from it.
 
-Usage: python benchmarks/bench_evaluation.py [--seconds 120] [--repeats 3] [--no-museval]
+Whole processes (``--process``), as users run them, with the thread settings this script
+was started with (the defaults, unless you set them): ``ensemble-synth score REFS ESTS
+--json OUT`` against a ``python -c`` that reads the same files with soundfile, runs
+museval.evaluate and writes its scores as JSON; every window's scores are compared.
+
+Usage: python benchmarks/bench_evaluation.py [--seconds 120] [--repeats 3] [--no-museval] [--process]
 """
 
 from __future__ import annotations
 
 import os
 
+_STARTED_WITH = dict(os.environ)  # the environment the whole-process runs get
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")  # before numpy loads BLAS
 
 import argparse
+import json
+import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -71,14 +82,83 @@ def best_time(fn, repeats: int):
     return best, result
 
 
+MUSEVAL_SCRIPT = """
+import json, sys
+from pathlib import Path
+import numpy as np, soundfile as sf, museval
+refs_dir, ests_dir, out = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
+names = sorted(p.name for p in refs_dir.glob("*.wav"))
+refs = np.stack([sf.read(refs_dir / n, always_2d=True)[0] for n in names])
+ests = np.stack([sf.read(ests_dir / n, always_2d=True)[0] for n in names])
+rate = sf.info(refs_dir / names[0]).samplerate
+scores = museval.evaluate(refs, ests, win=rate, hop=rate)
+json.dump({m: np.asarray(v).tolist() for m, v in zip(("SDR", "ISR", "SIR", "SAR"), scores)}, open(out, "w"))
+"""
+
+
+def score_command() -> list[str]:
+    """``ensemble-synth`` beside this interpreter (a venv's bin), else on PATH."""
+    beside = Path(sys.executable).with_name("ensemble-synth")
+    found = str(beside) if beside.exists() else shutil.which("ensemble-synth")
+    if found is None:
+        raise SystemExit("ensemble-synth is not installed beside this Python or on PATH")
+    return [found, "score"]
+
+
+def timed_run(command: list[str]) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(command, check=True, env=_STARTED_WITH, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
+def process_benchmark(refs: np.ndarray, ests: np.ndarray, repeats: int, with_museval: bool) -> None:
+    """Whole processes on the same files: ours best of ``repeats``, museval once, then ours again."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        for kind, signals in (("refs", refs), ("ests", ests)):
+            (tmp / kind).mkdir()
+            for s, audio in enumerate(signals):
+                write_wav(tmp / kind / f"{s + 1}_part.wav", audio, SR)
+        ours = [*score_command(), str(tmp / "refs"), str(tmp / "ests"), "--json", str(tmp / "ours.json"),
+                "--overwrite"]
+        threads = {k: _STARTED_WITH[k] for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS") if k in _STARTED_WITH}
+        print(f"\nwhole processes, thread settings {threads or 'default'}, {os.cpu_count()} CPUs:")
+        times = [timed_run(ours) for _ in range(max(1, repeats - 1))]
+        if not with_museval:
+            print(f"ensemble-synth score        {min(times):8.3f} s   (best of {len(times)})")
+            return
+        t_museval = timed_run([sys.executable, "-c", MUSEVAL_SCRIPT, str(tmp / "refs"), str(tmp / "ests"),
+                               str(tmp / "museval.json")])
+        times.append(timed_run(ours))  # once more after museval, in case the machine's load changed
+        print(f"ensemble-synth score        {min(times):8.3f} s   (best of {len(times)}; "
+              f"all {', '.join(f'{t:.2f}' for t in times)})")
+        print(f"python -c museval.evaluate  {t_museval:8.3f} s   (one run)")
+        print(f"speed-up, whole process     {t_museval / min(times):8.1f}x   "
+              f"({t_museval / max(times):.1f}x for our slowest run)")
+        theirs = json.loads((tmp / "museval.json").read_text())
+        data = json.loads((tmp / "ours.json").read_text())
+        print("largest |ours - museval| over all sources and windows, as written (5 decimals, dB):")
+        for name in METRICS:
+            mine = np.array([[np.nan if f["metrics"][name] is None else f["metrics"][name] for f in t["frames"]]
+                             for t in data["targets"]])
+            values = np.array(theirs[name], dtype=float)
+            print(f"  {name}: {np.nanmax(np.abs(mine - values)):.2e}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=120.0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-museval", action="store_true")
+    parser.add_argument("--process", action="store_true", help="Also time whole processes (ours vs museval).")
+    parser.add_argument("--process-only", action="store_true", help="Only time whole processes.")
     args = parser.parse_args()
 
     refs, ests = make_sources(np.random.default_rng(2024), args.seconds, SR)
+    if args.process or args.process_only:
+        process_benchmark(refs, ests, args.repeats, not args.no_museval)
+        if args.process_only:
+            return
     with tempfile.TemporaryDirectory() as tmp:
         paths = []
         for s in range(len(refs)):

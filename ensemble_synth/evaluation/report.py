@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
+import soundfile as sf
 
 from .._version import __version__
 from ..errors import UserError
-from ..fileio import read_wav, write_bytes_atomic, write_json_atomic, write_text_atomic
+from ..fileio import write_bytes_atomic, write_json_atomic, write_text_atomic
 from ..music import instruments
 from .metrics import METRICS, Evaluation, evaluate_sources, nonfinite_samples
 
@@ -135,29 +136,35 @@ def score_dirs(ref_dir: Path, est_dir: Path, window: float | None = 1.0, hop: fl
     extra = sorted({p.name for p in est_dir.glob("*.wav")} - {p.name for p in ref_paths})
     if extra:
         raise UserError(f"{est_dir / extra[0]}: estimate has no reference in {ref_dir}")
-    refs, ests, rate = [], [], None
+    # headers first: every missing, empty or mismatched file is refused before any audio is read
+    pairs, rate, shape = [], None, None
     for ref_path in ref_paths:
         est_path = est_dir / ref_path.name
         if not est_path.is_file():
             raise UserError(f"{est_path}: estimate is missing (reference {ref_path} has none)")
-        ref, ref_sr = _read(ref_path)
-        est, est_sr = _read(est_path)
-        for path, audio, sr in ((ref_path, ref, ref_sr), (est_path, est, est_sr)):
-            _check_signal(path, audio, sr)
-        rate = rate or ref_sr
-        for path, sr in ((ref_path, ref_sr), (est_path, est_sr)):
+        ref_info, est_info = _info(ref_path), _info(est_path)
+        rate = rate or ref_info[0]
+        for path, (sr, _, _) in ((ref_path, ref_info), (est_path, est_info)):
             if sr != rate:
                 raise UserError(f"{path}: sample rate {sr} Hz differs from {rate} Hz of {ref_paths[0]}")
-        if est.shape != ref.shape:
-            raise UserError(f"{est_path}: {est.shape[1]} samples x {est.shape[0]} channels, "
-                            f"but the reference has {ref.shape[1]} x {ref.shape[0]}")
-        if refs and ref.shape != refs[0].shape:
-            raise UserError(f"{ref_path}: {ref.shape[1]} samples x {ref.shape[0]} channels differs from "
-                            f"{refs[0].shape[1]} x {refs[0].shape[0]} of {ref_paths[0]}")
-        refs.append(ref)
-        ests.append(est)
+        if est_info[1:] != ref_info[1:]:
+            raise UserError(f"{est_path}: {est_info[2]} samples x {est_info[1]} channels, "
+                            f"but the reference has {ref_info[2]} x {ref_info[1]}")
+        if shape is not None and ref_info[1:] != shape:
+            raise UserError(f"{ref_path}: {ref_info[2]} samples x {ref_info[1]} channels differs from "
+                            f"{shape[1]} x {shape[0]} of {ref_paths[0]}")
+        shape = ref_info[1:]
+        pairs.append((ref_path, est_path))
+    # then the audio, read straight into the arrays that are scored
+    refs = np.empty((len(pairs), *shape), dtype=np.float32)
+    ests = np.empty_like(refs)
+    for index, (ref_path, est_path) in enumerate(pairs):
+        for path, out in ((ref_path, refs[index]), (est_path, ests[index])):
+            _read_into(path, out)
+            _check_signal(path, out, rate)
     parts = [p.stem for p in ref_paths]
-    return score_arrays(ref_dir.name, np.stack(refs), np.stack(ests), rate, parts, None, window, hop, metrics)
+    evaluation = evaluate_sources(refs, ests, rate, window=window, hop=hop, metrics=metrics)
+    return TrackResult(ref_dir.name, parts, [guess_instrument(p) for p in parts], evaluation)
 
 
 def guess_instrument(part: str) -> str | None:
@@ -283,11 +290,31 @@ def write_report(results: Sequence[TrackResult], out_dir: str | Path, title: str
     return paths
 
 
-def _read(path: Path) -> tuple[np.ndarray, int]:
+def _info(path: Path) -> tuple[int, int, int]:
+    """(sample rate, channels, frames) of an audio file, refusing one with no samples."""
     try:
-        return read_wav(path)
+        info = sf.info(str(path))
     except Exception as exc:  # soundfile raises several types for unreadable files
         raise UserError(f"{path}: cannot read audio ({_one_line(exc)})") from None
+    if info.frames == 0:
+        raise UserError(f"{path}: the file holds no samples (0 frames); there is nothing to score")
+    return int(info.samplerate), int(info.channels), int(info.frames)
+
+
+def _read_into(path: Path, out: np.ndarray) -> None:
+    """Read a whole file into ``out`` (channels, frames), float32."""
+    channels, frames = out.shape
+    # soundfile reads interleaved frames; a mono file goes straight into place
+    buffer = out.reshape(frames, 1) if channels == 1 else np.empty((frames, channels), dtype=np.float32)
+    try:
+        with sf.SoundFile(str(path)) as f:
+            got = f.read(frames, dtype="float32", always_2d=True, out=buffer)
+    except Exception as exc:  # soundfile raises several types for unreadable files
+        raise UserError(f"{path}: cannot read audio ({_one_line(exc)})") from None
+    if len(got) != frames:
+        raise UserError(f"{path}: cannot read audio (the header gives {frames} frames, the file holds {len(got)})")
+    if channels > 1:
+        out[...] = buffer.T
 
 
 def _check_signal(path: Path, audio: np.ndarray, rate: int) -> None:
