@@ -49,7 +49,7 @@ from ..fileio import (
     write_wav,
 )
 from ..synthesis.fluid_renderer import FLUID_BUFSIZE
-from ..synthesis.soundfonts import resolve as resolve_soundfont
+from ..synthesis.timbre import source_versions
 from ..versions import versions
 from . import augment as augment_mod
 from .preset import AUDIO_FORMATS as preset_formats
@@ -240,7 +240,7 @@ def check_or_write_corpus_toml(out_dir: Path, preset: dict, seed: int, augmentat
     if out_dir.exists() and any(p for p in out_dir.iterdir() if not p.name.startswith(".")):
         raise UserError(f"{out_dir}: exists, is not empty and is not a corpus; use another output directory")
     out_dir.mkdir(parents=True, exist_ok=True)
-    soundfonts = _soundfont_versions(preset)
+    soundfonts = source_versions(preset["timbre"]["soundfont"])
     text = tomli_w.dumps({**record, "versions": {k: v or "" for k, v in versions().items()}, "soundfonts": soundfonts})
     write_text_atomic(path, text)
 
@@ -261,16 +261,6 @@ def _first_difference(old, new, where: str = "") -> str:
             if old.get(key) != new.get(key):
                 return _first_difference(old.get(key), new.get(key), f"{where}.{key}" if where else key)
     return f"{where}: {old!r} there, {new!r} here"
-
-
-def _soundfont_versions(preset: dict) -> dict:
-    value = preset["timbre"]["soundfont"]
-    names = value if isinstance(value, list) else value.get("choice", [value]) if isinstance(value, dict) else [value]
-    out = {}
-    for name in names:
-        font = resolve_soundfont(name)
-        out[font.name] = {"file": font.path.name, "sha256": font.sha256}
-    return out
 
 
 def clean_temporaries(out_dir: Path) -> None:

@@ -17,8 +17,7 @@ from ..music.performance import PERFORMANCE_KEYS
 from ..music.repertoire import MUSIC21_BACH, midi_files
 from ..presets import load_preset
 from ..schema import Key, check_table, defaults
-from ..synthesis.soundfonts import resolve
-from ..synthesis.timbre import TIMBRE_KEYS
+from ..synthesis.timbre import TIMBRE_KEYS, resolve_source
 from . import augment as augment_mod
 from .mixing import MIX_KEYS
 
@@ -142,7 +141,7 @@ def check_references(preset: dict, source: str) -> None:
     not in a worker halfway through a corpus.
     """
 
-    checks = [("ensemble", "layout", load_layout), ("timbre", "soundfont", resolve)]
+    checks = [("ensemble", "layout", load_layout), ("timbre", "soundfont", resolve_source)]
     if preset["room"].get("enabled", True):
         checks += [("room", "room", load_room), ("room", "mics", load_mics)]
     for table, key, loader in checks:
