@@ -9,7 +9,7 @@ import click
 
 from ..errors import UserError
 from ..fileio import os_error_message
-from . import adapt_cmds, bench_cmds, corpus_cmds, eval_cmds, render_cmds, room_cmds, train_cmds  # noqa: F401  (they register their commands)
+from . import adapt_cmds, bench_cmds, corpus_cmds, eval_cmds, realism_cmds, render_cmds, room_cmds, train_cmds  # noqa: F401  (they register their commands)
 from .group import cli
 
 __all__ = ["cli", "main"]
