@@ -20,6 +20,7 @@ from ..schema import Key, check_table, defaults
 from ..synthesis.timbre import TIMBRE_KEYS, resolve_source
 from . import augment as augment_mod
 from .mixing import MIX_KEYS
+from .noise import NOISE_KEYS
 
 SPLITS = ("train", "valid", "test")
 
@@ -51,7 +52,7 @@ TABLES = {
     "mix": MIX_KEYS,
 }
 DEFAULTS: dict[str, dict[str, Any]] = {table: defaults(keys) for table, keys in TABLES.items()}
-TOP_LEVEL = ("name", "description", "sample_rate", "write", "augment")
+TOP_LEVEL = ("name", "description", "sample_rate", "write", "augment", "noise")
 
 
 def merge(base: dict, override: dict) -> dict:
@@ -102,6 +103,8 @@ def validate(preset: dict, source: str) -> None:
             distributions.check(preset[table][key], f"{source}: [{table}] key '{key}'")
     if "augment" in preset:
         augment_mod.from_preset(preset["augment"], source)
+    if "noise" in preset:  # optional: presets without it keep their corpus.toml as it was
+        preset["noise"] = check_table(preset["noise"], NOISE_KEYS, f"{source}: [noise]")
     check_references(preset, source)
 
 

@@ -20,6 +20,7 @@ from ..synthesis.soundfonts import resolve as resolve_soundfont
 from ..synthesis.timbre import apply_eq
 from . import augment as augment_mod
 from .mixing import MixSpec, match_dry_levels, normalise_mixture
+from .noise import add_noise
 
 
 class RenderedTrack:
@@ -49,7 +50,8 @@ def render_track(track: dict, cache=None, augmentations=()) -> RenderedTrack:
 
     The pipeline: perform the arrangement -> score augmentations -> FluidSynth, one dry stem
     a part -> timbre EQ -> dry levels -> dry augmentations -> the scene's impulse responses
-    (images at the output channels) -> image augmentations -> the mixture's loudness.
+    (images at the output channels) -> image augmentations -> each part's background noise
+    (:mod:`.noise`, when the preset asks for it) -> the mixture's loudness.
     """
     sr = int(track["sample_rate"])
     records = track.get("augmentations", [])
@@ -76,6 +78,8 @@ def render_track(track: dict, cache=None, augmentations=()) -> RenderedTrack:
         images = dry[:, None, :].copy()
     images = augment_mod.apply_stage("image", images, records, augs, sr)
     images = np.ascontiguousarray(images, dtype=np.float32)
+    if track.get("noise"):
+        add_noise(images, track["noise"], sr)
     report = {"dry_gain_db": dry_gains, **normalise_mixture(images, MixSpec.from_dict(track["mix"]), sr),
               "samples": int(images.shape[-1]), "duration": images.shape[-1] / sr, "channels": int(images.shape[1]),
               "notes": [int(len(n)) for n in notes]}

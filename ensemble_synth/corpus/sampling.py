@@ -31,6 +31,7 @@ from ..synthesis.timbre import PartTimbre
 from . import augment as augment_mod
 from .format import SPEC_VERSION
 from .mixing import MixSpec
+from .noise import sample_noise
 from .preset import SPLITS, draw_preset, resolve_preset
 
 
@@ -138,6 +139,7 @@ def sample_track(
                for _ in names]
     timbres = [PartTimbre.sample(preset["timbre"], name, streams["timbre"], streams["timbre.pool"]) for name in names]
     gains, mix = MixSpec.sample(preset["mix"], len(names), streams["mix"])
+    noise = sample_noise(preset.get("noise", {}), len(names), streams["noise"])
     context = {"instruments": names, "sample_rate": preset["sample_rate"], "split": split}
     parts = [
         {"name": part_name(i, name), "instrument": name, "voice": voice, "octave": octave,
@@ -161,6 +163,7 @@ def sample_track(
         "room": scene_labels,
         "scene": scene.to_dict() if scene is not None else None,
         "mix": mix.to_dict(),
+        **({"noise": noise} if noise is not None else {}),
         "augmentations": augment_mod.sample_records(augmentations, streams.augmentation, context),
     }
     # Exactly what metadata.json will hold (tuples become lists), so a spec in memory and
