@@ -25,13 +25,15 @@ from .fileio import read_wav, write_wav
 
 if TYPE_CHECKING:  # torch-dependent: loaded on first use
     from .separation import Separator, load_separator, train
+    from .torch import CorpusDataset
 
-_TORCH = {"train": "train", "load_separator": "load_separator", "Separator": "Separator"}
+_TORCH = {"train": "train", "load_separator": "load_separator", "Separator": "Separator"}  # of separation
+_TORCH_DATA = {"CorpusDataset"}  # of ensemble_synth.torch
 
 __all__ = [
-    "adapt", "Augmentation", "RenderedTrack", "Recording", "Separator", "Summary", "TrackEntry", "UserError", "__version__",
-    "evaluate_sources", "generate", "load_dataset", "load_separator", "read_manifest", "read_wav", "render_track",
-    "sample_track", "train", "write_track", "write_wav",
+    "adapt", "Augmentation", "CorpusDataset", "RenderedTrack", "Recording", "Separator", "Summary", "TrackEntry",
+    "UserError", "__version__", "evaluate_sources", "generate", "load_dataset", "load_separator", "read_manifest",
+    "read_wav", "render_track", "sample_track", "train", "write_track", "write_wav",
 ]
 
 
@@ -40,6 +42,10 @@ def __getattr__(name: str):
         from . import separation
 
         return getattr(separation, _TORCH[name])
+    if name in _TORCH_DATA:
+        from . import torch as torch_data
+
+        return getattr(torch_data, name)
     raise AttributeError(f"module 'ensemble_synth' has no attribute {name!r}")
 
 

@@ -65,3 +65,16 @@ def test_adapt_to_score_example(tmp_path):
                          "violin,clarinet,tenor_saxophone,bassoon", "--renditions", "8", "--steps", "2")
     assert "best validation SDR" in stdout and "separated" in stdout
     assert (out / "model.pt").is_file()
+
+
+def test_train_other_model_example(tmp_path):
+    torch = pytest.importorskip("torch")
+    from test_torch_dataset import make_corpus
+
+    corpus = make_corpus(tmp_path / "trio")
+    stdout = run_example("train_other_model.py", tmp_path, str(corpus), "--steps", "2", "--batch-size", "2",
+                         "--segment-seconds", "0.5", "--workers", "2", "-o", str(tmp_path / "net.pt"))
+    assert "outputs 1_violin, 2_viola, 3_cello" in stdout
+    assert "step 2 (epoch 0): loss" in stdout and "valid: SDR" in stdout
+    saved = torch.load(tmp_path / "net.pt")
+    assert saved["outputs"] == ["1_violin", "2_viola", "3_cello"] and saved["sample_rate"] == 16000

@@ -173,16 +173,22 @@ class SegmentSampler:
         return np.stack([self.example(rng) for _ in range(size)])
 
 
-def validation_items(tracks: list[TrackEntry], layout: SourceLayout, rate: int, samples: int, count: int) -> np.ndarray:
-    """Fixed validation examples ``(count, sources, channels, samples)``: evenly spread over
-    the tracks and over time within each track, no randomness, so every epoch sees the same."""
+def validation_segments(tracks: list[TrackEntry], rate: int, samples: int, count: int) -> list[tuple[TrackEntry, float]]:
+    """(track, start in seconds) of each of ``count`` fixed examples: evenly spread over the
+    tracks (by track id) and over time within each track, no randomness."""
     tracks = sorted(tracks, key=lambda t: t.track_id)
     per_track = max(1, math.ceil(count / len(tracks)))
     seconds = samples / rate
-    items = []
+    segments = []
     for k in range(count):
         track = tracks[k % len(tracks)]
         slot = k // len(tracks)
-        start = (slot + 0.5) / per_track * max(0.0, track.duration - seconds)
-        items.append(read_sources(track, layout.groups(track), start, samples, rate))
-    return np.stack(items)
+        segments.append((track, (slot + 0.5) / per_track * max(0.0, track.duration - seconds)))
+    return segments
+
+
+def validation_items(tracks: list[TrackEntry], layout: SourceLayout, rate: int, samples: int, count: int) -> np.ndarray:
+    """Fixed validation examples ``(count, sources, channels, samples)`` (:func:`validation_segments`),
+    so every epoch sees the same."""
+    return np.stack([read_sources(track, layout.groups(track), start, samples, rate)
+                     for track, start in validation_segments(tracks, rate, samples, count)])

@@ -24,15 +24,10 @@ from tqdm import tqdm
 from ..corpus.format import read_manifest
 from ..errors import UserError
 from ..fileio import write_text_atomic
+from ..torch import CorpusDataset
 from .checkpoint import read_checkpoint, save_checkpoint
 from .config import architecture, describe_difference, resolve_config
-from .data import (
-    SegmentSampler,
-    check_channels,
-    check_stems,
-    plan_layout,
-    validation_items,
-)
+from .data import check_channels, check_stems, plan_layout
 from .device import resolve_device
 from .losses import loss_fn, sdr_db, silent_mask
 from .model import build_model, count_parameters
@@ -81,6 +76,24 @@ def evaluate(model, items: np.ndarray, loss_name: str, batch_size: int, device: 
         sdrs.extend(sdr_db(estimates, targets)[active].tolist())
     model.train()
     return float(np.mean(losses)), float(np.mean(sdrs)) if sdrs else float("nan")
+
+
+def training_data(train_tracks, valid_tracks, layout, config: dict, seed: int,
+                  where: str = "training data") -> tuple[CorpusDataset, CorpusDataset]:
+    """The datasets a run trains and validates on: random segments of the training tracks,
+    drawn in turn from :func:`training_stream`, and fixed validation segments."""
+    training, rate = config["training"], config["model"]["sample_rate"]
+    data = CorpusDataset.from_tracks(train_tracks, layout, rate, training["segment_seconds"], remix=training["remix"],
+                                     gain_db=training["gain_db"], seed=seed, where=where)
+    valid = CorpusDataset.from_tracks(valid_tracks, layout, rate,
+                                      training["valid_segment_seconds"] or training["segment_seconds"],
+                                      examples=training["valid_items"], fixed=True, where=where)
+    return data, valid
+
+
+def training_stream(seed: int) -> np.random.Generator:
+    """The generator a run draws its training examples from, one batch after another."""
+    return np.random.default_rng(np.random.SeedSequence([seed, 1]))
 
 
 def _prepare_run_dir(run_dir: Path, resume: bool) -> dict | None:
@@ -175,11 +188,8 @@ def _train(corpus_dir: Path, run_dir: Path, config: dict, layout, train_tracks, 
         _check_resume(state, config, layout.to_dict(), run_dir)
 
     torch_device = resolve_device(device)
-    rate = model_cfg["sample_rate"]
-    segment = int(round(training["segment_seconds"] * rate))
-    valid_segment = int(round((training["valid_segment_seconds"] or training["segment_seconds"]) * rate))
-    sampler = SegmentSampler(train_tracks, layout, rate, segment, training["remix"], training["gain_db"])
-    valid = validation_items(valid_tracks, layout, rate, valid_segment, training["valid_items"])
+    data, valid_data = training_data(train_tracks, valid_tracks, layout, config, seed, str(corpus_dir))
+    valid = valid_data.stack()
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -191,7 +201,7 @@ def _train(corpus_dir: Path, run_dir: Path, config: dict, layout, train_tracks, 
     total_steps = training["epochs"] * training["steps_per_epoch"]
     scheduler = _make_scheduler(optimizer, training, total_steps)
     criterion = loss_fn(training["loss"])
-    rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))
+    rng = training_stream(seed)
 
     history: list[dict] = []
     epoch, step, best_sdr, since_best = 0, 0, -math.inf, 0
@@ -244,7 +254,7 @@ def _train(corpus_dir: Path, run_dir: Path, config: dict, layout, train_tracks, 
             if step > first_step and time.monotonic() - started + valid_seconds >= budget:
                 stop_reason = f"max_minutes={max_minutes} reached"
                 break
-            targets = torch.from_numpy(sampler.batch(rng, training["batch_size"])).to(torch_device)
+            targets = torch.from_numpy(data.batch(rng, training["batch_size"])).to(torch_device)
             mixture = targets.sum(1)
             with _autocast(torch_device):
                 estimates = net(mixture)
