@@ -48,7 +48,7 @@ from ..errors import UserError
 METRICS = ("SDR", "ISR", "SIR", "SAR")
 FILTERS_LEN = 512  # museval's distortion filter length (taps)
 
-_CORR_FFT = 6144  # largest block FFT of the lagged correlations
+_CORR_FFT = 4096  # largest block FFT of the lagged correlations
 _CORR_CHUNK = 16  # blocks transformed at once
 _SEGMENT_SAMPLES = 1 << 16  # segments of the whole-signal correlations when windows do not tile it
 _MAX_KEPT_BYTES = 1 << 28  # per-window correlations kept between the passes (else computed twice)
@@ -350,10 +350,10 @@ def _nanmedian_rows(values: np.ndarray) -> np.ndarray:
 def _correlation_layout(seg_len: int, lag: int) -> tuple[int, int, int]:
     """Blocks of a segment of ``seg_len`` samples: (count, block length, FFT size)."""
     nfft_max = max(_CORR_FFT, scipy.fft.next_fast_len(4 * lag + 2, real=True))
-    block_max = nfft_max - 2 * lag
+    block_max = nfft_max - lag
     n_blocks = -(-seg_len // block_max)
     block = -(-seg_len // n_blocks)
-    return n_blocks, block, scipy.fft.next_fast_len(block + 2 * lag, real=True)
+    return n_blocks, block, scipy.fft.next_fast_len(block + lag, real=True)
 
 
 def _gather(groups: Sequence[np.ndarray], out: np.ndarray, starts: np.ndarray, first: int, stride: int,
@@ -387,7 +387,9 @@ def _segment_correlations(groups: Sequence[np.ndarray], n_refs: int, starts: np.
                           lag: int) -> np.ndarray:
     """C[t, x, y, lag + k] over each segment [starts[t], starts[t] + seg_len), the signals
     taken as zero outside it: x over all rows of ``groups`` (references first), y over the
-    first ``n_refs`` rows. Block FFTs: each block of x against the stretch of y around it.
+    first ``n_refs`` rows. Block FFTs: each block of x against y over the block and the lag
+    samples before it, which gives the lags k <= 0; those k > 0 of two references are
+    C[y, x, lag - k]. (For an estimate x they are left at zero: nothing uses them.)
 
     Chunks of segments (or of one long segment's blocks) run on a thread pool; each chunk's
     result lands in its own slice, and partial sums are added in block order, so the result
@@ -401,14 +403,14 @@ def _segment_correlations(groups: Sequence[np.ndarray], n_refs: int, starts: np.
     chunks = [starts[t0 : t0 + per_call] for t0 in range(0, len(starts), per_call)]
 
     def spectrum(seg: np.ndarray, b0: int, b1: int) -> np.ndarray:
-        """(segments, bins, x, y): sum over blocks b0..b1 of spectrum(x block) * conj(spectrum(y around it))."""
+        """(segments, bins, x, y): sum over blocks b0..b1 of spectrum(x block) * conj(spectrum(y up to it))."""
         x = np.empty((n_x, len(seg), b1 - b0, nfft))
         y = np.empty((n_refs, len(seg), b1 - b0, nfft))
         x[..., block:] = 0.0
-        y[..., block + 2 * lag :] = 0.0
+        y[..., block + lag :] = 0.0
         _gather(groups, x[..., :block], seg, b0 * block, block, (0, seg_len))
-        # y around each block, lag samples either side, but only within the segment
-        _gather(groups, y[..., : block + 2 * lag], seg, b0 * block - lag, block, (0, seg_len), rows=n_refs)
+        # y over each block and the lag samples before it, but only within the segment
+        _gather(groups, y[..., : block + lag], seg, b0 * block - lag, block, (0, seg_len), rows=n_refs)
         xf = scipy.fft.rfft(x, axis=-1)
         yf = scipy.fft.rfft(y, axis=-1).conj()
         # per segment and bin, (x, blocks) by (blocks, y)
@@ -417,7 +419,12 @@ def _segment_correlations(groups: Sequence[np.ndarray], n_refs: int, starts: np.
     def lags(acc: np.ndarray) -> np.ndarray:
         # acc is the spectrum of the correlations reversed in time: index j <- circular index -j
         circular = scipy.fft.irfft(np.ascontiguousarray(acc.transpose(0, 2, 3, 1)), n=nfft, axis=-1)
-        return np.concatenate([circular[..., :1], circular[..., nfft - 1 : nfft - 2 * lag - 1 : -1]], axis=-1)
+        out = np.zeros((*circular.shape[:-1], 2 * lag + 1))
+        out[..., 0] = circular[..., 0]
+        out[..., 1 : lag + 1] = circular[..., nfft - 1 : nfft - lag - 1 : -1]
+        refs = out[:, :n_refs]  # k > 0 of two references: C[x, y, lag + k] = C[y, x, lag - k]
+        refs[..., lag + 1 :] = refs.transpose(0, 2, 1, 3)[..., lag - 1 :: -1]
+        return out
 
     out = np.empty((len(starts), n_x, n_refs, 2 * lag + 1))
     with _thread_pool(len(chunks) * len(block_ranges)) as pool:
