@@ -29,6 +29,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse
 import json
+import resource
 import shutil
 import subprocess
 import sys
@@ -105,10 +106,14 @@ def score_command() -> list[str]:
     return [found, "score"]
 
 
-def timed_run(command: list[str]) -> float:
+def timed_run(command: list[str]) -> tuple[float, float]:
+    """Wall time and CPU time (user + system, every thread) of one process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     subprocess.run(command, check=True, env=_STARTED_WITH, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - t0
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def process_benchmark(refs: np.ndarray, ests: np.ndarray, repeats: int, with_museval: bool) -> None:
@@ -123,18 +128,25 @@ def process_benchmark(refs: np.ndarray, ests: np.ndarray, repeats: int, with_mus
                 "--overwrite"]
         threads = {k: _STARTED_WITH[k] for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS") if k in _STARTED_WITH}
         print(f"\nwhole processes, thread settings {threads or 'default'}, {os.cpu_count()} CPUs:")
-        times = [timed_run(ours) for _ in range(max(1, repeats - 1))]
+        runs = [timed_run(ours) for _ in range(max(1, repeats - 1))]
         if not with_museval:
-            print(f"ensemble-synth score        {min(times):8.3f} s   (best of {len(times)})")
+            print(f"ensemble-synth score        {min(w for w, _ in runs):8.3f} s   (best of {len(runs)})")
             return
-        t_museval = timed_run([sys.executable, "-c", MUSEVAL_SCRIPT, str(tmp / "refs"), str(tmp / "ests"),
-                               str(tmp / "museval.json")])
-        times.append(timed_run(ours))  # once more after museval, in case the machine's load changed
+        t_museval, cpu_museval = timed_run([sys.executable, "-c", MUSEVAL_SCRIPT, str(tmp / "refs"),
+                                            str(tmp / "ests"), str(tmp / "museval.json")])
+        runs.append(timed_run(ours))  # once more after museval, in case the machine's load changed
+        times, cpus = [w for w, _ in runs], [c for _, c in runs]
         print(f"ensemble-synth score        {min(times):8.3f} s   (best of {len(times)}; "
-              f"all {', '.join(f'{t:.2f}' for t in times)})")
-        print(f"python -c museval.evaluate  {t_museval:8.3f} s   (one run)")
+              f"all {', '.join(f'{t:.2f}' for t in times)}); CPU {min(cpus):.2f} s")
+        print(f"python -c museval.evaluate  {t_museval:8.3f} s   (one run); CPU {cpu_museval:.2f} s")
         print(f"speed-up, whole process     {t_museval / min(times):8.1f}x   "
-              f"({t_museval / max(times):.1f}x for our slowest run)")
+              f"(median run {t_museval / float(np.median(times)):.1f}x, slowest {t_museval / max(times):.1f}x; "
+              f"CPU time {cpu_museval / min(cpus):.1f}x)")
+        try:
+            load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+            print(f"load average {load} on {os.cpu_count()} CPUs (other jobs slow both sides, unevenly)")
+        except OSError:
+            pass
         theirs = json.loads((tmp / "museval.json").read_text())
         data = json.loads((tmp / "ours.json").read_text())
         print("largest |ours - museval| over all sources and windows, as written (5 decimals, dB):")
