@@ -354,6 +354,8 @@ def layer_of(module: str) -> str | None:
     top = rest.split(".")[0]
     if rest in ("synth_vs_real", "adaptation"):  # the applications that use every stage
         return "synth_vs_real"
+    if rest == "torch":  # ensemble_synth.torch: the corpus as a torch Dataset
+        return "separation"
     if top in ("music", "synthesis", "acoustics", "corpus", "separation", "evaluation", "cli"):
         return top
     return None
@@ -389,7 +391,7 @@ def test_layering():
 # --- (c) no lazy imports of sibling modules ----------------------------------------------
 
 TORCH_MODULES = {f"{PACKAGE}.separation.{m}" for m in ("trainer", "inference", "model", "checkpoint", "losses",
-                                                         "device")}
+                                                         "device")} | {f"{PACKAGE}.torch"}
 
 
 def _separation_lazy_table() -> dict[str, str]:

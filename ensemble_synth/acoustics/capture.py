@@ -9,7 +9,6 @@ microphone. The mixture is the sum of the images, so ``mix == images.sum(0)`` ex
 from __future__ import annotations
 
 import numpy as np
-import scipy.signal
 
 from ..errors import UserError
 from .rir_cache import RirCache
@@ -38,6 +37,8 @@ def composite_rirs(rirs: np.ndarray, scene: Scene, sample_rate: int) -> np.ndarr
 
 def convolve(dry: np.ndarray, responses: np.ndarray) -> np.ndarray:
     """(P, N) dry x (P, C, L) responses -> (P, C, N + L - 1), float32 FFT overlap-add."""
+    import scipy.signal  # where used: a second at start-up otherwise
+
     return scipy.signal.oaconvolve(dry[:, None, :], responses, axes=-1).astype(np.float32, copy=False)
 
 

@@ -7,15 +7,9 @@ import math
 import os
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.patches import Rectangle  # noqa: E402
-
 from ..fileio import write_bytes_atomic
-from ..music.instruments import get as get_instrument  # noqa: E402
-from .scene import Scene  # noqa: E402
+from ..music.instruments import get as get_instrument
+from .scene import Scene
 
 FAMILY_COLOURS = {"strings": "tab:red", "woodwinds": "tab:green", "brass": "tab:orange"}
 
@@ -27,6 +21,8 @@ def _arrow(ax, x, y, azimuth_deg, length, colour):
 
 
 def _draw(ax, scene: Scene, arrow: float, labels: bool) -> None:
+    from matplotlib.patches import Rectangle
+
     width, length, _ = scene.room.dimensions
     ax.add_patch(Rectangle((0, 0), width, length, fill=False, lw=2, color="black"))
     for player in scene.players:
@@ -51,6 +47,11 @@ def _draw(ax, scene: Scene, arrow: float, labels: bool) -> None:
 
 def plot_plan(scene: Scene, path: str | os.PathLike) -> Path:
     """Write a PNG with the whole room (left) and the stage close up (right)."""
+    import matplotlib  # where used: a third of a second at start-up otherwise
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     path = Path(path)
     fig, (whole, stage) = plt.subplots(1, 2, figsize=(12, 6))
     width, length, height = scene.room.dimensions

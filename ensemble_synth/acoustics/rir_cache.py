@@ -8,7 +8,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-import pyroomacoustics as pra
 
 from .rir_simulation import SIMULATOR_VERSION, simulate_rirs
 from .scene import Scene
@@ -16,6 +15,8 @@ from .scene import Scene
 
 def rir_key(scene: Scene, sample_rate: int) -> str:
     """A hash of everything that determines the RIRs (not the mix-down, which is applied later)."""
+    import pyroomacoustics as pra  # where used: a second at start-up otherwise
+
     d = scene.to_dict()
     what = {"room": d["room"], "players": d["players"], "mics": d["mics"], "seed": d["seed"],
             "sample_rate": int(sample_rate), "pyroomacoustics": pra.__version__, "simulator": SIMULATOR_VERSION}

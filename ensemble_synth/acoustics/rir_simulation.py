@@ -23,9 +23,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pyroomacoustics as pra
 import scipy.fft
-import scipy.signal
 
 from .physics import SPEED_OF_SOUND
 from .rooms import BAND_CENTRES, MID_BANDS, WALLS
@@ -50,6 +48,10 @@ def distances(scene: Scene) -> np.ndarray:
 
 def simulate_rirs(scene: Scene, sample_rate: int) -> np.ndarray:
     """Impulse responses from every player to every microphone: (n_players, n_mics, n) float32."""
+    # pyroomacoustics and scipy.signal are imported where used: they cost about a second at
+    # start-up, which every command would pay.
+    import pyroomacoustics as pra
+
     room = scene.room
     rt60_max = max(room.rt60_bands)
     if room.model == "ism":
@@ -79,6 +81,8 @@ def simulate_rirs(scene: Scene, sample_rate: int) -> np.ndarray:
 
 
 def _directivity(p: float, azimuth: float, colatitude: float):
+    import pyroomacoustics as pra
+
     if p >= 1.0:
         return None
     orientation = pra.directivities.DirectionVector(azimuth=azimuth, colatitude=colatitude, degrees=True)
@@ -86,6 +90,8 @@ def _directivity(p: float, azimuth: float, colatitude: float):
 
 
 def _ism(scene: Scene, fs: int, order: int, air_absorption: bool, length: int | None = None) -> np.ndarray:
+    import pyroomacoustics as pra
+
     room = scene.room
     materials = {wall: pra.Material(float(a)) for wall, a in zip(WALLS, room.wall_absorption)}
     shoebox = pra.ShoeBox(list(room.dimensions), fs=fs, materials=materials, max_order=int(order),
@@ -176,6 +182,9 @@ def measure_rt60(rir: np.ndarray, sample_rate: int, band: str | int = "mid") -> 
     band: "mid" (ISO 3382's T30,mid: the mean of the 500 Hz and 1 kHz octave values, what a
     room's "RT60" means here), an octave centre frequency in Hz, or "broadband".
     """
+    import pyroomacoustics as pra
+    import scipy.signal
+
     h = np.asarray(rir, dtype=np.float64)
     if band == "mid":
         return float(np.mean([measure_rt60(h, sample_rate, BAND_CENTRES[b]) for b in MID_BANDS]))

@@ -9,11 +9,11 @@ or ``materials`` (pyroomacoustics database names, one for all walls or a table p
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
-import pyroomacoustics as pra
 
 from .. import distributions
 from ..errors import UserError
@@ -25,7 +25,12 @@ from .physics import SPEED_OF_SOUND
 LN_1E6 = math.log(1e6)  # a 60 dB energy decay
 BAND_CENTRES = (125, 250, 500, 1000, 2000, 4000, 8000)  # octave bands, as pyroomacoustics
 MID_BANDS = (2, 3)  # 500 Hz and 1 kHz: "RT60" means their mean, as ISO 3382's T30,mid
-AIR_ABSORPTION = tuple(pra.parameters.Physics().get_air_absorption()["coeffs"])  # energy, 1/m (20 C, 50 %)
+@functools.cache
+def air_absorption_coefficients() -> tuple[float, ...]:
+    """pyroomacoustics' air absorption per octave band: energy, 1/m (20 C, 50 % humidity)."""
+    import pyroomacoustics as pra  # where used: a second at start-up otherwise
+
+    return tuple(pra.parameters.Physics().get_air_absorption()["coeffs"])
 WALL_ABSORPTION_RANGE = (0.01, 0.8)  # mean wall absorption a real room can have (bare concrete .. treated studio)
 MIN_WALL_DISTANCE = 0.3  # m between a player or a microphone and any wall, floor or ceiling
 MODELS = ("hybrid", "ism")
@@ -78,7 +83,7 @@ class RoomSpec:
 # --- reverberation time <-> absorption (Eyring, plus air) ---------------------------------
 
 def _air(band: int, air_absorption: bool) -> float:
-    return AIR_ABSORPTION[band] if air_absorption else 0.0
+    return air_absorption_coefficients()[band] if air_absorption else 0.0
 
 
 def _air_mid(air_absorption: bool) -> float:
@@ -235,6 +240,8 @@ def _resolve_materials(spec, source: str, rng) -> tuple[str, ...]:
 
 
 def _material_coeffs(name: str, source: str) -> list[float]:
+    import pyroomacoustics as pra
+
     try:
         material = pra.Material(name)
     except (KeyError, TypeError, ValueError):

@@ -18,7 +18,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.signal
 
 from ..distributions import draw
 from ..schema import Key
@@ -93,6 +92,8 @@ def loud_level(image: np.ndarray, sample_rate: int) -> float:
 
 def add_noise(images: np.ndarray, noise: list[dict], sample_rate: int) -> np.ndarray:
     """Add each part's background to its image (parts, channels, samples), in place; returns it."""
+    import scipy.signal  # where used: a second at start-up otherwise
+
     sos = scipy.signal.butter(2, RUMBLE_HZ, btype="lowpass", fs=sample_rate, output="sos")
     for image, spec in zip(images, noise):
         level = loud_level(image, sample_rate)

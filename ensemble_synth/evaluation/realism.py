@@ -56,12 +56,29 @@ from dataclasses import asdict, dataclass, field
 from math import gcd
 from pathlib import Path
 
-import librosa
 import numpy as np
 import soundfile as sf
-from scipy.signal import resample_poly
-from scipy.stats import wasserstein_distance
 from tqdm import tqdm
+
+
+class _OnFirstUse:
+    """A module imported on first attribute access: librosa (numba) and scipy.signal/stats
+    cost seconds, which every command of the CLI would pay at start-up otherwise."""
+
+    def __init__(self, name: str):
+        self._name, self._module = name, None
+
+    def __getattr__(self, attr: str):
+        if self._module is None:
+            import importlib
+
+            self._module = importlib.import_module(self._name)
+        return getattr(self._module, attr)
+
+
+librosa = _OnFirstUse("librosa")
+_signal = _OnFirstUse("scipy.signal")
+_stats = _OnFirstUse("scipy.stats")
 
 from .._version import __version__
 from ..corpus import format as corpus_format
@@ -453,7 +470,7 @@ def _resample(x: np.ndarray, rate: int, target: int) -> np.ndarray:
     if rate == target:
         return x
     g = gcd(int(rate), int(target))
-    return resample_poly(x, target // g, rate // g, axis=-1).astype(np.float32)
+    return _signal.resample_poly(x, target // g, rate // g, axis=-1).astype(np.float32)
 
 
 def track_statistics(parts: np.ndarray, rate: int, instruments: list[str], cfg: AnalysisConfig) -> list[dict]:
@@ -651,7 +668,7 @@ def distance(stat: str, a: np.ndarray, b: np.ndarray) -> float:
         return float(np.mean(np.abs(a.mean(axis=0) - b.mean(axis=0))))
     if a.size == 0 or b.size == 0:
         return math.nan
-    return float(wasserstein_distance(a, b))
+    return float(_stats.wasserstein_distance(a, b))
 
 
 def compare(a: SetStatistics, b: SetStatistics) -> dict[str, dict[str, float]]:

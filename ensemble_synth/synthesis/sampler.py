@@ -69,7 +69,6 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from scipy.signal import lfilter, resample_poly
 
 from ..errors import UserError
 from ..music import instruments
@@ -384,6 +383,8 @@ def load_instrument(package: SamplePackage, sample_rate: int) -> SampledInstrume
         body = x[info["start"]: info["loop_end"]]
         scale = sample_rate / sr
         if sr != sample_rate:
+            from scipy.signal import resample_poly  # noqa: I001  (where used: a second at start-up otherwise)
+
             g = gcd(int(sample_rate), int(sr))
             body = resample_poly(body, sample_rate // g, sr // g)
         pos = {k: int(round((info[k] - info["start"]) * scale)) for k in ("rise", "attack_end", "loop_start")}
@@ -584,6 +585,8 @@ def render(notes: np.ndarray, voice: SampledVoice, sample_rate: int, controls=No
         else:
             out[where] += np.float32(gain) * y
     if filtered:
+        from scipy.signal import lfilter  # where used: a second at start-up otherwise
+
         out += lfilter([1.0 - pole], [1.0, -pole], to_filter).astype(np.float32)
     gain = _expression(controls, len(out), sample_rate)
     if gain is not None:

@@ -27,7 +27,6 @@ import functools
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.signal import lfilter
 
 from ..distributions import DISTRIBUTIONS, draw
 from ..errors import UserError
@@ -230,6 +229,8 @@ def apply_eq(audio: np.ndarray, sample_rate: int, low_db: float = 0.0, high_db: 
 
     Bands at or above Nyquist are skipped (a corpus may be rendered at a lower rate than it was drawn for).
     """
+    from scipy.signal import lfilter  # where used: a second at start-up otherwise
+
     sections = []
     if low_db:
         sections.append(shelf_coefficients("low", low_db, LOW_SHELF_HZ, sample_rate))
