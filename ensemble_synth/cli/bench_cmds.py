@@ -12,7 +12,7 @@ from ..evaluation.metrics import METRICS
 from ..evaluation.model_scoring import evaluate_model
 from ..evaluation.report import write_report
 from ..fileio import atomic_directory
-from ..synth_vs_real import BASE_PRESET, VARIANTS, run_bench
+from ..synth_vs_real import BASE_PRESET, URMP_PRESET, VARIANTS, run_bench
 from .group import cli
 
 
@@ -39,24 +39,32 @@ def evaluate(model_path, dataset, segment, out_dir, sdr_only, device):
 
 
 @cli.command()
-@click.option("--real", "real", multiple=True, required=True, help="Real data set: bach10:PATH, urmp:PATH (repeatable).")
+@click.option("--real", "real", multiple=True, required=True,
+              help="Real data set: bach10:PATH, urmp:PATH, folder:PATH (repeatable). Pieces of several line-ups "
+              "are benchmarked line-up by line-up.")
 @click.option("--budget", default="smoke", show_default=True, type=click.Choice(["smoke", "small", "full"]))
 @click.option("--causal", is_flag=True, help="Train causal models (cLN, no look-ahead).")
-@click.option("--preset", default=BASE_PRESET, show_default=True,
-              help="Corpus preset (name or TOML) whose synthesis the variants switch off part by part.")
+@click.option("--preset", default=None,
+              help="Corpus preset (name or TOML) whose synthesis the variants switch off part by part "
+              f"[default: {BASE_PRESET} for the Bach10 line-up, {URMP_PRESET} for any other].")
 @click.option("--model", default=None, help="Model preset (name or TOML) in place of the budget's.")
 @click.option("--variants", default=",".join(VARIANTS), show_default=True)
+@click.option("--segment", type=float, default=None,
+              help="Score the real pieces in segments of this many seconds (the study's 15) instead of whole.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--jobs", "-j", type=int, default=None, help="Worker processes: corpus generation, and models trained side by side [default: one per core].")
 @click.option("--score-informed", is_flag=True, help="Also adapt each variant's model to every real piece's score "
               "(`adapt`, the budget's renditions and minutes per piece) and report it apart from the blind rows.")
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False))
-def bench(real, budget, causal, preset, model, variants, seed, jobs, score_informed, out_dir):
-    """Train on synthetic corpora variant by variant, score on real recordings."""
+def bench(real, budget, causal, preset, model, variants, segment, seed, jobs, score_informed, out_dir):
+    """Train on synthetic corpora variant by variant, score on real recordings.
+
+    A real set of several line-ups (URMP) gets corpora and models per line-up and a table per
+    line-up, per piece and overall."""
     import os
 
     run_bench(list(real), out_dir, budget=budget, causal=causal, seed=seed,
-                        variants=[v.strip() for v in variants.split(",") if v.strip()],
-                        jobs=jobs or os.cpu_count() or 1, log=lambda m: click.echo(m, err=True), preset=preset, model=model,
-                        score_informed_pieces=score_informed)
+              variants=[v.strip() for v in variants.split(",") if v.strip()],
+              jobs=jobs or os.cpu_count() or 1, log=lambda m: click.echo(m, err=True), preset=preset, model=model,
+              score_informed_pieces=score_informed, segment=segment)
     click.echo((Path(out_dir) / "results.md").read_text())

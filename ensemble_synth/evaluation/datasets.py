@@ -6,7 +6,11 @@
   ``NN-Name-{violin,clarinet,saxphone,bassoon}.wav``. The mixture is always the sum of
   the stems (some supplied mixes clip).
 - ``urmp``: URMP's native layout, one folder a piece holding
-  ``AuSep_<part>_<inst>_<NN>_<Title>.wav`` stems (``AuMix_*``, ``Sco_*`` are not needed).
+  ``AuSep_<part>_<inst>_<NN>_<Title>.wav`` stems at the native rate (48 kHz), with the
+  per-part ``Notes_<part>_<inst>_<NN>_<Title>.txt`` (onset s, pitch Hz, duration s) and
+  ``F0s_<part>_<inst>_<NN>_<Title>.txt`` (time s, f0 Hz) annotations attached where present;
+  an ``AuMix_*.wav`` only has its length checked against the stems (the mixture is the sum
+  of the stems), and ``Sco_*.mid`` is the piece's score.
 - ``folder``: our corpus layout, ``<track>/mix.wav`` + ``<track>/stems/<part>.wav`` with
   parts named ``<n>_<instrument>``; PATH may also be a corpus root with split folders
   (train/valid/test) or a ``manifest.csv``.
@@ -19,7 +23,7 @@ cut into fixed-length segments.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from math import gcd
 from pathlib import Path
 
@@ -31,12 +35,16 @@ from ..corpus.preset import SPLITS
 from ..errors import UserError
 from ..fileio import read_wav
 from ..music import instruments
+from ..music.instruments import quoted
 from ..music.score import part_name
 
 KINDS = ("bach10", "urmp", "folder")
 BACH10_PARTS = (("violin", "violin"), ("clarinet", "clarinet"), ("saxphone", "tenor_saxophone"), ("bassoon", "bassoon"))
 
 _URMP_STEM = re.compile(r"^AuSep_(\d+)_([a-z]+)_(\d+)_(.+)\.wav$", re.IGNORECASE)
+_URMP_ANNOTATION = re.compile(r"^(Notes|F0s)_(\d+)_([a-z]+)_(\d+)_(.+)\.txt$", re.IGNORECASE)
+URMP_NOTE_COLUMNS = ("onset_s", "pitch_hz", "duration_s")
+URMP_F0_COLUMNS = ("time_s", "f0_hz")
 _PART_NAME = re.compile(r"^(\d+)_(.+)$")
 
 
@@ -54,6 +62,12 @@ class Recording:
     stems: np.ndarray
     sample_rate: int
     score: Path | None = None  # the piece's score (MIDI) where the data set ships one
+    # URMP annotations, one entry a part (None where that part has no file); None when the
+    # data set has none. notes[i]: (n, 3) onset s, pitch Hz, duration s; f0s[i]: (n, 2) time s, f0 Hz
+    notes: list | None = None
+    f0s: list | None = None
+    path: Path | None = None  # the folder the recording was loaded from, where the loader records it
+    title: str | None = None  # the piece's title, where the data set names it (URMP: <Title>)
 
     @property
     def mixture(self) -> np.ndarray:
@@ -141,8 +155,100 @@ def _load_urmp_piece(folder: Path) -> Recording:
             raise UserError(f"{path}: unknown URMP instrument '{abbrev}'")
         names.append(part_name(number, inst.name))
         insts.append(inst.name)
+    notes, f0s = _urmp_annotations(folder, [p for _, _, p in found])
     stems, sr = _read_stems([p for _, _, p in found])
-    return Recording(folder.name, names, insts, stems, sr, next(iter(sorted(folder.glob("Sco_*.mid"))), None))
+    _check_urmp_mix(folder, stems, sr)
+    title = _URMP_STEM.match(found[0][2].name).group(4)
+    return Recording(folder.name, names, insts, stems, sr, next(iter(sorted(folder.glob("Sco_*.mid"))), None),
+                     notes=notes, f0s=f0s, path=folder, title=title)
+
+
+def _urmp_annotations(folder: Path, stem_paths: list[Path]) -> tuple[list | None, list | None]:
+    """The Notes_ and F0s_ files of each part (None where a part has none; None, None
+    when the piece has none). A file that belongs to no stem, or a malformed one, is refused."""
+    suffixes = {path.name[len("AuSep_"):-len(".wav")].lower(): i for i, path in enumerate(stem_paths)}
+    notes: list = [None] * len(stem_paths)
+    f0s: list = [None] * len(stem_paths)
+    for path in sorted([*folder.glob("Notes_*.txt"), *folder.glob("F0s_*.txt")]):
+        match = _URMP_ANNOTATION.match(path.name)
+        kind = path.name.split("_", 1)[0]
+        part = suffixes.get(path.name[len(kind) + 1:-len(".txt")].lower()) if match else None
+        if part is None:
+            expected = ", ".join(f"{kind}_{p.name[len('AuSep_'):-len('.wav')]}.txt" for p in stem_paths)
+            raise UserError(f"{path}: URMP annotation for no stem of the piece (expected one of {expected})")
+        if kind.lower() == "notes":
+            notes[part] = read_urmp_annotation(path, URMP_NOTE_COLUMNS)
+        else:
+            f0s[part] = read_urmp_annotation(path, URMP_F0_COLUMNS)
+    return (notes if any(n is not None for n in notes) else None,
+            f0s if any(f is not None for f in f0s) else None)
+
+
+def read_urmp_annotation(path: Path, columns: tuple[str, ...]) -> np.ndarray:
+    """A URMP annotation file as an (n, len(columns)) float64 array.
+
+    Whitespace-separated numbers, one row a line; blank lines are skipped. A line with
+    another number of columns, a value that is not a finite number, a negative time or
+    duration, a note pitch that is not positive, a negative f0 or times that go back are
+    refused naming the file and the line.
+    """
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not a text file (byte {exc.start} is not UTF-8)") from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    rows, last_time = [], -np.inf
+    for number, line in enumerate(text.splitlines(), 1):
+        fields = line.split()
+        if not fields:
+            continue
+        where = f"{path}: line {number}"
+        if len(fields) != len(columns):
+            raise UserError(f"{where}: expected {len(columns)} numbers ({', '.join(columns)}), got {len(fields)}")
+        try:
+            values = [float(f) for f in fields]
+        except ValueError:
+            bad = next(f for f in fields if not _is_float(f))
+            raise UserError(f"{where}: {quoted(bad)} is not a number") from None
+        if not all(np.isfinite(values)):
+            raise UserError(f"{where}: values must be finite, got {' '.join(fields)}")
+        time_value, value = values[0], values[1]
+        if time_value < 0:
+            raise UserError(f"{where}: {columns[0]} {time_value:g} is negative")
+        if columns == URMP_NOTE_COLUMNS:
+            if value <= 0:
+                raise UserError(f"{where}: pitch_hz {value:g} must be positive")
+            if values[2] < 0:
+                raise UserError(f"{where}: duration_s {values[2]:g} is negative")
+        else:
+            if value < 0:
+                raise UserError(f"{where}: f0_hz {value:g} is negative (0 marks an unvoiced frame)")
+            if time_value < last_time:
+                raise UserError(f"{where}: time_s {time_value:g} comes before the previous line's {last_time:g}")
+            last_time = time_value
+        rows.append(values)
+    return np.array(rows, dtype=np.float64).reshape(-1, len(columns))
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _check_urmp_mix(folder: Path, stems: np.ndarray, sample_rate: int) -> None:
+    """A supplied AuMix_*.wav must match the stems' rate and length (it is not used)."""
+    for mix in sorted(folder.glob("AuMix_*.wav")):
+        try:
+            info = sf.info(str(mix))
+        except (sf.LibsndfileError, RuntimeError) as exc:
+            raise UserError(f"{mix}: cannot read audio ({exc})") from None
+        if info.samplerate != sample_rate or info.frames != stems.shape[-1]:
+            raise UserError(f"{mix}: {info.frames} samples at {info.samplerate} Hz, but the stems have "
+                            f"{stems.shape[-1]} samples at {sample_rate} Hz")
 
 
 # -- our corpus layout -----------------------------------------------------------------
@@ -227,29 +333,52 @@ def _read_stems(paths: list[Path]) -> tuple[np.ndarray, int]:
 
 
 def resample_track(track: Recording, sample_rate: int) -> Recording:
-    """The track at another sample rate (polyphase, scipy.signal.resample_poly)."""
+    """The track at another sample rate (polyphase, scipy.signal.resample_poly); annotations,
+    in seconds, are unchanged."""
     if track.sample_rate == sample_rate:
         return track
     from scipy.signal import resample_poly
 
     g = gcd(int(sample_rate), track.sample_rate)
     stems = resample_poly(track.stems, sample_rate // g, track.sample_rate // g, axis=-1).astype(np.float32)
-    return Recording(track.name, list(track.parts), list(track.instruments), stems, int(sample_rate), track.score)
+    return replace(track, parts=list(track.parts), instruments=list(track.instruments), stems=stems,
+                   sample_rate=int(sample_rate))
 
 
 def segment_track(track: Recording, seconds: float) -> list[Recording]:
-    """Consecutive ``seconds``-long pieces named ``<name>_segNN``; see :func:`load_dataset`."""
-    length = int(round(seconds * track.sample_rate))
+    """Consecutive ``seconds``-long pieces named ``<name>_segNN``; see :func:`load_dataset`.
+
+    Annotations follow: a segment keeps the notes that start in it and the f0 frames in it,
+    with times from the segment's start."""
+    length = round(seconds * track.sample_rate)
     n = track.stems.shape[-1]
     count = max(1, n // length)
-    return [
-        Recording(
-            f"{track.name}_seg{i:02d}",
-            list(track.parts),
-            list(track.instruments),
-            np.ascontiguousarray(track.stems[..., i * length : (i + 1) * length if n >= length else n]),
-            track.sample_rate,
-            track.score,
-        )
-        for i in range(count)
-    ]
+    out = []
+    for i in range(count):
+        start, stop = i * length, ((i + 1) * length if n >= length else n)
+        window = (start / track.sample_rate, stop / track.sample_rate)
+        out.append(replace(
+            track,
+            name=f"{track.name}_seg{i:02d}",
+            parts=list(track.parts),
+            instruments=list(track.instruments),
+            stems=np.ascontiguousarray(track.stems[..., start:stop]),
+            notes=_cut_annotations(track.notes, window),
+            f0s=_cut_annotations(track.f0s, window),
+        ))
+    return out
+
+
+def _cut_annotations(per_part: list | None, window: tuple[float, float]) -> list | None:
+    if per_part is None:
+        return None
+    start, stop = window
+    out = []
+    for rows in per_part:
+        if rows is None:
+            out.append(None)
+            continue
+        keep = rows[(rows[:, 0] >= start) & (rows[:, 0] < stop)].copy()
+        keep[:, 0] -= start
+        out.append(keep)
+    return out
