@@ -107,12 +107,13 @@ def _as_target(exc: OSError, tmp: Path, path: Path) -> OSError:
     return exc
 
 
-def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
-    path = Path(path)
+@contextlib.contextmanager
+def _replacing(path: Path):
+    """Yield a temporary sibling of ``path`` to write, then rename it onto ``path``; on any
+    failure the temporary is removed, and an OSError names ``path``, not the temporary."""
     tmp = _tmp_sibling(path)
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
+        yield tmp
         os.replace(tmp, path)
     except OSError as exc:
         _remove_quietly(tmp)
@@ -120,6 +121,12 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
     except BaseException:
         _remove_quietly(tmp)
         raise
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
+    with _replacing(Path(path)) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data)
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
@@ -177,9 +184,8 @@ def write_flac(path: str | os.PathLike, audio: np.ndarray, sample_rate: int,
 def _write_sound(path, data: np.ndarray, sample_rate: int, subtype: str, container: str, **options) -> None:
     """Write (samples,) or (samples, channels) ``data`` to ``path`` through a temporary sibling."""
     path = Path(path)
-    tmp = _tmp_sibling(path)
     channels = 1 if data.ndim == 1 else data.shape[1]
-    try:
+    with _replacing(path) as tmp:
         open(tmp, "wb").close()  # libsndfile's own open fails with "System error": this names the problem
         try:
             with sf.SoundFile(str(tmp), "w", int(sample_rate), channels, subtype=subtype, format=container,
@@ -189,13 +195,6 @@ def _write_sound(path, data: np.ndarray, sample_rate: int, subtype: str, contain
                 f.write(data)
         except sf.LibsndfileError as exc:  # a failed write: a full disk, an I/O error
             raise OSError(errno.EIO, f"cannot write {container} ({exc.error_string})", str(path)) from None
-        os.replace(tmp, path)
-    except OSError as exc:
-        _remove_quietly(tmp)
-        raise _as_target(exc, tmp, path) from None
-    except BaseException:
-        _remove_quietly(tmp)
-        raise
 
 
 _SFC_SET_ADD_PEAK_CHUNK = 0x1050
