@@ -115,7 +115,7 @@ def check_programs(value, where: str) -> None:
         raise UserError(f"{where}: expected a table from instrument to instruments, got {value!r}")
     for inst, choice in value.items():
         distributions.check(choice, f"{where} {inst}")
-        bad = [v for v in possible_values(choice) if not isinstance(v, str)]
+        bad = [v for v in distributions.support(choice) if not isinstance(v, str)]
         if bad:
             raise UserError(f"{where} {inst}: expected instrument names, got {bad[0]!r}")
 
@@ -130,13 +130,6 @@ def draw_preset(value, rng, where: str):
     return value if is_inline_table(value) else distributions.draw(value, rng, where)
 
 
-def possible_values(value) -> list:
-    """What a fixed value or distribution can give (for a range: its two ends)."""
-    if is_inline_table(value):
-        return [value]
-    return distributions.support(value)
-
-
 def check_references(preset: dict, source: str) -> None:
     """Every named layout, instrument, room, mic setup, soundfont and score must exist.
 
@@ -148,13 +141,13 @@ def check_references(preset: dict, source: str) -> None:
     if preset["room"].get("enabled", True):
         checks += [("room", "room", load_room), ("room", "mics", load_mics)]
     for table, key, loader in checks:
-        for choice in possible_values(preset[table][key]):
+        for choice in distributions.support(preset[table][key]):
             try:
                 loader(choice)
             except UserError as exc:
                 raise UserError(f"{source}: [{table}] key '{key}': {exc}") from None
     for inst, choice in preset["timbre"]["programs"].items():
-        for name in [inst, *possible_values(choice)]:
+        for name in [inst, *distributions.support(choice)]:
             try:
                 instruments.get(name)
             except UserError as exc:
