@@ -100,8 +100,9 @@ def variant_preset(base: dict, variant: str, budget: Budget, layout: str, exclud
     with_room = variant in ("room", "full")
     with_timbre = variant in ("timbre", "full")
     with_performance = variant in ("performance", "full")
-    if not with_room:
+    if not with_room:  # the recording chain: the room, the microphones and each part's background noise
         preset["room"] = {"enabled": False, "room": "chamber_hall", "mics": "mono"}
+        preset.pop("noise", None)
     if not with_timbre:
         preset["timbre"] = dict(NO_TIMBRE)
     if not with_performance:
