@@ -124,3 +124,14 @@ def test_score_informed_rows_are_apart_from_the_blind_ones(smoke, tmp_path):
     assert {r["variant"]: r["real"]["mean"] for r in results["variants"]}["timbre"] == pytest.approx(
         {r["variant"]: r["real"]["mean"] for r in blind["variants"]}["timbre"])
     assert "## Score-adapted" in (run / "results.md").read_text()
+
+
+def test_background_noise_belongs_to_the_recording_chain():
+    from ensemble_synth.corpus.preset import resolve_preset
+    from ensemble_synth.synth_vs_real import BASE_PRESET, BUDGETS, variant_preset
+
+    base = resolve_preset(BASE_PRESET)
+    assert base["noise"]["enabled"]
+    for variant in VARIANTS:
+        preset = resolve_preset(variant_preset(base, variant, BUDGETS["smoke"], "bach10", []))
+        assert preset.get("noise", {}).get("enabled", False) == (variant in ("room", "full")), variant
