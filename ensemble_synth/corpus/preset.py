@@ -14,7 +14,7 @@ from ..errors import UserError
 from ..music import instruments
 from ..music.arrangement import PART_POLICIES, REPERTOIRE_KEYS
 from ..music.performance import PERFORMANCE_KEYS
-from ..music.repertoire import MUSIC21_BACH, midi_files
+from ..music.repertoire import KNOWN_SOURCES, MUSIC21_SOURCES, midi_files
 from ..presets import load_preset
 from ..schema import Key, check_table, defaults
 from ..synthesis.timbre import TIMBRE_KEYS, resolve_source
@@ -154,8 +154,8 @@ def check_references(preset: dict, source: str) -> None:
                 raise UserError(f"{source}: [timbre] key 'programs' {inst}: {exc}") from None
     rep = preset["repertoire"]
     try:
-        if not isinstance(rep["source"], str) or not (rep["source"] == MUSIC21_BACH or rep["source"].startswith("midi:")):
-            raise UserError(f"expected '{MUSIC21_BACH}' or 'midi:PATH_OR_GLOB', got {rep['source']!r}")
+        if not isinstance(rep["source"], str) or not (rep["source"] in MUSIC21_SOURCES or rep["source"].startswith("midi:")):
+            raise UserError(f"expected one of {KNOWN_SOURCES}, got {rep['source']!r}")
         if rep["source"].startswith("midi:"):
             midi_files(rep["source"][len("midi:"):])
     except UserError as exc:

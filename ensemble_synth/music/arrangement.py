@@ -17,12 +17,12 @@ from ..schema import Key
 from . import instruments
 from .performance import in_window
 from .repertoire import (
-    MUSIC21_BACH,
+    MUSIC21_SOURCES,
     PITCH,
     Piece,
     Repertoire,
     load_midi_piece,
-    load_music21_bach,
+    load_music21,
 )
 
 PART_POLICIES = ("skip", "fit")
@@ -50,7 +50,7 @@ class Arrangement:
 
     def source(self, repertoire_source: str) -> dict:
         """The ``source`` record of a track spec."""
-        kind = "music21" if repertoire_source == MUSIC21_BACH else "midi"
+        kind = "music21" if repertoire_source in MUSIC21_SOURCES else "midi"
         return {"kind": kind, "id": self.piece.id, "title": self.piece.title}
 
 
@@ -92,7 +92,7 @@ def octave_to_fit(pitches: np.ndarray, instrument: str, transpose: int = 0) -> i
 def load_piece(source: dict) -> Piece:
     """The piece a track spec's ``source`` record names."""
     if source["kind"] == "music21":
-        return load_music21_bach(source["id"].split("/", 1)[1])
+        return load_music21(source["id"])
     return load_midi_piece(source["id"])
 
 
