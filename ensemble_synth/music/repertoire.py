@@ -250,6 +250,18 @@ def _top_line(part) -> np.ndarray:
     return np.array(rows, dtype=np.float64).reshape(-1, 4)
 
 
+def _checked_high_to_low(voices: list[np.ndarray], names: list[str], tempo_bpm: float,
+                         max_minutes: float, max_note_seconds: float) -> list[np.ndarray]:
+    """The voices, highest first, after the score limits are checked in seconds at ``tempo_bpm``
+    (``names[i]`` says where voice i is, for the message)."""
+    seconds_per_beat = 60.0 / tempo_bpm
+    for voice, where in zip(voices, names):
+        start = voice[:, BEAT] * seconds_per_beat
+        seconds = np.stack([start, start + voice[:, LENGTH] * seconds_per_beat, voice[:, PITCH], voice[:, FERMATA]], axis=1)
+        check_notes(seconds, where, max_minutes, max_note_seconds, options=None)
+    return sorted(voices, key=lambda v: -float(np.mean(v[:, PITCH])))
+
+
 @functools.lru_cache(maxsize=64)
 def load_music21_quartet(
     piece_id: str,
@@ -280,13 +292,8 @@ def load_music21_quartet(
             voices.append(voice)
             names.append(f"music21 corpus {path}: part {number} ({quoted(part.partName or '')})")
     tempo_bpm = _score_tempo(score)
-    seconds_per_beat = 60.0 / (tempo_bpm or 120.0)
-    for voice, where in zip(voices, names):
-        start = voice[:, BEAT] * seconds_per_beat
-        seconds = np.stack([start, start + voice[:, LENGTH] * seconds_per_beat, voice[:, PITCH], voice[:, FERMATA]], axis=1)
-        check_notes(seconds, where, max_minutes, max_note_seconds, options=None)
-    order = sorted(range(len(voices)), key=lambda i: -float(np.mean(voices[i][:, PITCH])))
-    return Piece(piece_id, _music21_title(score, piece_id), [voices[i] for i in order], tempo_bpm)
+    voices = _checked_high_to_low(voices, names, tempo_bpm or 120.0, max_minutes, max_note_seconds)
+    return Piece(piece_id, _music21_title(score, piece_id), voices, tempo_bpm)
 
 
 def load_music21(piece_id: str) -> Piece:
@@ -347,12 +354,7 @@ def load_midi_piece(
         raise UserError(f"{shown}: the score has no notes")
     tempi = midi.get_tempo_changes()[1]
     tempo = float(tempi[0]) if len(tempi) else 120.0
-    for voice, where in zip(voices, names):
-        start = voice[:, BEAT] * (60.0 / tempo)
-        seconds = np.stack([start, start + voice[:, LENGTH] * (60.0 / tempo), voice[:, PITCH], voice[:, FERMATA]], axis=1)
-        check_notes(seconds, where, max_minutes, max_note_seconds, options=None)
-    order = sorted(range(len(voices)), key=lambda i: -float(np.mean(voices[i][:, PITCH])))
-    return Piece(path, Path(path).stem, [voices[i] for i in order], tempo)
+    return Piece(path, Path(path).stem, _checked_high_to_low(voices, names, tempo, max_minutes, max_note_seconds), tempo)
 
 
 # --- sources ----------------------------------------------------------------------------
