@@ -2,7 +2,7 @@
 
 Two measurements, each against today's baseline in the same run:
 
-``steps``: the training step (forward, SDR loss, backward, Adam) of the baseline model, of
+``steps``: the training step (forward, loss, backward, Adam: ``bench_convtasnet``'s) of the baseline model, of
 the same model under ``torch.compile``, and of cheaper architectures, interleaved so that
 other load hits them alike; minimum wall time and median process CPU time per step.
 
@@ -36,8 +36,9 @@ from pathlib import Path
 import torch
 
 from ensemble_synth.separation.config import resolve_config
-from ensemble_synth.separation.losses import loss_fn
 from ensemble_synth.separation.model import ConvTasNet, count_parameters
+
+from bench_convtasnet import step_timer  # the same timed step (this script's folder is on sys.path)
 
 # name -> (description, train() keyword overrides, or a two-phase schedule)
 SETTINGS = {
@@ -62,36 +63,26 @@ def measure_steps(args) -> None:
     generator = torch.Generator().manual_seed(0)
     targets = 0.1 * torch.randn(4, 4, 1, int(4.0 * rate), generator=generator)
     mixture = targets.sum(1)
-    criterion = loss_fn("sdr")
-    entries = {}
+    steps, models = {}, {}
     for name, overrides in ARCHITECTURES.items():
-        model = _model(overrides)
-        entries[name] = (model, model)
-    compiled = _model({})
-    entries["base, torch.compile"] = (compiled, torch.compile(compiled))
-
-    def step(model, forward):
-        optimizer = step.optimizers.setdefault(id(model), torch.optim.Adam(model.parameters(), 1e-3))
-        wall, cpu = time.perf_counter(), time.process_time()
-        loss = criterion(forward(mixture), targets, mixture).mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        return time.perf_counter() - wall, time.process_time() - cpu
-    step.optimizers = {}
+        models[name] = _model(overrides)
+        steps[name] = step_timer(models[name], torch.optim.Adam(models[name].parameters(), 1e-3), mixture, targets)
+    models["base, torch.compile"] = compiled = _model({})
+    steps["base, torch.compile"] = step_timer(torch.compile(compiled), torch.optim.Adam(compiled.parameters(), 1e-3),
+                                              mixture, targets)
 
     warm = {}
-    for name, (model, forward) in entries.items():  # warm-up (compilation included)
+    for name, step in steps.items():  # warm-up (compilation included)
         start = time.perf_counter()
         for _ in range(3):
-            step(model, forward)
+            step()
         warm[name] = time.perf_counter() - start
-    walls = {name: [] for name in entries}
-    cpus = {name: [] for name in entries}
-    names = list(entries)
+    walls = {name: [] for name in steps}
+    cpus = {name: [] for name in steps}
+    names = list(steps)
     for index in range(args.steps):
         for name in names if index % 2 == 0 else names[::-1]:
-            wall, cpu = step(*entries[name])
+            wall, cpu = steps[name]()
             walls[name].append(wall)
             cpus[name].append(cpu)
     base = min(walls["base"])
@@ -100,7 +91,7 @@ def measure_steps(args) -> None:
           f"batch 4 x 4 s at {rate} Hz, {args.steps} steps each, interleaved\n")
     print("| code path | parameters | min step (s) | median CPU (s) | steps/s vs base | warm-up (s) |")
     print("|---|---:|---:|---:|---:|---:|")
-    for name, (model, _) in entries.items():
+    for name, model in models.items():
         print(f"| {name} | {count_parameters(model) / 1e6:.2f} M | {min(walls[name]):.3f} | "
               f"{statistics.median(cpus[name]):.3f} | {base / min(walls[name]):.2f}x | {warm[name]:.1f} |")
 
