@@ -17,7 +17,7 @@ from ..music.performance import PERFORMANCE_KEYS
 from ..music.repertoire import KNOWN_SOURCES, MUSIC21_SOURCES, midi_files
 from ..presets import load_preset
 from ..schema import Key, check_table, defaults
-from ..synthesis.timbre import TIMBRE_KEYS, resolve_source
+from ..synthesis.timbre import TIMBRE_KEYS, check_envelope, resolve_source
 from . import augment as augment_mod
 from .mixing import MIX_KEYS
 from .noise import NOISE_KEYS
@@ -85,7 +85,9 @@ def resolve_preset(name_or_dict: str | dict) -> dict:
 
 def validate(preset: dict, source: str) -> None:
     for table, keys in TABLES.items():
-        check_table(preset[table], keys, f"{source}: [{table}]")
+        check_table(preset[table], keys, f"{source}: [{table}]", extra=("envelope",) if table == "timbre" else ())
+    if "envelope" in preset["timbre"]:  # optional: presets without it keep their corpus.toml as it was
+        preset["timbre"]["envelope"] = check_envelope(preset["timbre"]["envelope"], f"{source}: [timbre.envelope]")
     check_table(preset["write"], WRITE_KEYS, f"{source}: [write]")
     if preset["write"].get("format", AUDIO_FORMATS[0]) not in AUDIO_FORMATS:
         raise UserError(f"{source}: [write] key 'format': expected one of {', '.join(AUDIO_FORMATS)}, "

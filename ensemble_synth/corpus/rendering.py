@@ -97,13 +97,14 @@ def render_dry(parts: list[Part], part_specs: list[dict], sr: int, part_controls
     exactly as before."""
     sampled = [i for i, p in enumerate(part_specs) if p.get("sampler")]
     if not sampled:
-        voices = [PartVoice(resolve_soundfont(p["soundfont"]), p["program"], 0, p["detune_cents"]) for p in part_specs]
+        voices = [PartVoice(resolve_soundfont(p["soundfont"]), p["program"], 0, p["detune_cents"], release_scale=_envelope(p)["release_scale"]) for p in part_specs]
         return render_parts(parts, voices, sr, part_controls), {}
     fluid = [i for i in range(len(parts)) if i not in sampled]
     stems: list = [None] * len(parts)
     if fluid:
         voices = [PartVoice(resolve_soundfont(part_specs[i]["soundfont"]), part_specs[i]["program"], 0,
-                            part_specs[i]["detune_cents"]) for i in fluid]
+                            part_specs[i]["detune_cents"], release_scale=_envelope(part_specs[i])["release_scale"])
+                  for i in fluid]
         rendered = render_parts([parts[i] for i in fluid], voices, sr, [part_controls[i] for i in fluid])
         for row, i in enumerate(fluid):
             stems[i] = rendered[row]
@@ -111,13 +112,20 @@ def render_dry(parts: list[Part], part_specs: list[dict], sr: int, part_controls
     for i in sampled:
         table = part_specs[i]["sampler"]
         package = sample_library.resolve_package(table["library"], table["package"], table["version"])
-        voice = sampler.SampledVoice(package, float(part_specs[i]["detune_cents"]), int(table["seed"]))
+        voice = sampler.SampledVoice(package, float(part_specs[i]["detune_cents"]), int(table["seed"]),
+                                     **_envelope(part_specs[i]))
         where = f"{source}: part {parts[i].name}"
         stems[i] = sampler.render(parts[i].notes, voice, sr, part_controls[i], where)
         count = sampler.out_of_range(parts[i].notes, package, sr)
         if count:
             out_of_range[parts[i].name] = count
     return pad_stack(stems), out_of_range
+
+
+def _envelope(part_spec: dict) -> dict:
+    """A part spec's ``envelope`` (see :mod:`..synthesis.timbre`) as voice arguments."""
+    env = part_spec.get("envelope") or {}
+    return {"attack_skip_s": env.get("attack_skip_ms", 0.0) / 1000.0, "release_scale": env.get("release_scale", 1.0)}
 
 
 def check_track(rendered: RenderedTrack) -> None:

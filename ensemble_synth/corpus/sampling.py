@@ -137,7 +137,8 @@ def sample_track(
     seconds = span * 60.0 / tempo + 2.0
     players = [PartPerformance.sample(perf_cfg, streams["performance"], streams["performance.expression"], seconds)
                for _ in names]
-    timbres = [PartTimbre.sample(preset["timbre"], name, streams["timbre"], streams["timbre.pool"]) for name in names]
+    timbres = [PartTimbre.sample(preset["timbre"], name, streams["timbre"], streams["timbre.pool"],
+                                 streams["timbre.envelope"]) for name in names]
     gains, mix = MixSpec.sample(preset["mix"], len(names), streams["mix"])
     noise = sample_noise(preset.get("noise", {}), len(names), streams["noise"])
     context = {"instruments": names, "sample_rate": preset["sample_rate"], "split": split}

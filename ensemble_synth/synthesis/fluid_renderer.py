@@ -37,14 +37,18 @@ PITCH_BEND_RANGE_CENTS = 200.0  # the GM default pitch-wheel sensitivity
 _NOTE_OFF, _CONTROL, _NOTE_ON = 0, 1, 2  # order of events at the same sample
 
 
+GEN_RELEASE = 38  # the SoundFont generator of the volume-envelope release (timecents)
+
+
 @dataclass(frozen=True)
 class PartVoice:
-    """How one part sounds: soundfont, bank, program and a fixed detuning."""
+    """How one part sounds: soundfont, bank, program, a fixed detuning and a release scale."""
 
     soundfont: Soundfont
     program: int
     bank: int = 0
     detune_cents: float = 0.0
+    release_scale: float = 1.0
 
 
 class Renderer:
@@ -60,6 +64,9 @@ class Renderer:
         self._write_float = fluidsynth._fl.fluid_synth_write_float
         self._write_float.argtypes = [ctypes.c_void_p, ctypes.c_int] + [ctypes.c_void_p, ctypes.c_int, ctypes.c_int] * 2
         self._write_float.restype = ctypes.c_int
+        self._set_gen = fluidsynth._fl.fluid_synth_set_gen
+        self._set_gen.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_float]
+        self._set_gen.restype = ctypes.c_int
         self._checked: set[str] = set()
 
     def _new_synth(self, soundfont: Soundfont):
@@ -149,6 +156,8 @@ class Renderer:
         synth.program_select(0, sfid, voice.bank, voice.program)
         bend = int(round(voice.detune_cents / PITCH_BEND_RANGE_CENTS * 8192))
         synth.pitch_bend(0, max(-8192, min(8191, bend)))
+        if voice.release_scale != 1.0:  # a channel generator: added to every voice the preset starts
+            self._set_gen(synth.synth, 0, GEN_RELEASE, float(1200.0 * np.log2(voice.release_scale)))
 
         # FluidSynth writes into a pair of CHUNK buffers; each full pair leaves as one mono
         # block. Every write is a multiple of FluidSynth's 64-sample block (events sit on its

