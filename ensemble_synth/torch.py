@@ -36,6 +36,7 @@ from __future__ import annotations
 import math
 import numbers
 import operator
+from concurrent.futures import Executor
 from pathlib import Path
 from typing import Sequence
 
@@ -169,12 +170,13 @@ class CorpusDataset(Dataset):
         epoch = self.epoch if epoch is None else epoch
         return np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(epoch, index)))
 
-    def batch(self, rng: np.random.Generator, size: int) -> np.ndarray:
+    def batch(self, rng: np.random.Generator, size: int, readers: Executor | None = None) -> np.ndarray:
         """Sources ``(size, outputs, channels, samples)`` drawn one after another from ``rng``: the
-        bundled trainer's stream (its generator is checkpointed to resume it)."""
+        bundled trainer's stream (its generator is checkpointed to resume it). ``readers``: a
+        thread pool that reads each example's stems concurrently (the same batch)."""
         if self.fixed:
             raise UserError("batch: a dataset of fixed segments has no random stream (use stack())")
-        return self._sampler.batch(rng, size)
+        return self._sampler.batch(rng, size, readers)
 
     def stack(self) -> np.ndarray:
         """Every example of the epoch, ``(examples, outputs, channels, samples)`` (the fixed

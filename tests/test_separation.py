@@ -7,8 +7,10 @@ TimGM6mb font) once per module; a tiny model is trained on it once and shared.
 from __future__ import annotations
 
 import csv
+import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +33,7 @@ from ensemble_synth.separation.data import SegmentSampler, plan_layout, validati
 from ensemble_synth.separation.inference import Separator
 from ensemble_synth.separation.losses import neg_sdr, neg_sisdr
 from ensemble_synth.separation.model import ConvTasNet
+from ensemble_synth.separation import trainer
 from ensemble_synth.separation.trainer import evaluate
 from ensemble_synth.synthesis import soundfonts
 from ensemble_synth.synthesis.fluid_renderer import PartVoice, get_renderer
@@ -132,6 +135,42 @@ def test_resume_continues_to_the_same_weights_as_an_uninterrupted_run(corpus, tr
     assert resumed["epoch"] == straight["epoch"] == 2
     for key, value in straight["state_dict"].items():
         assert torch.equal(value, resumed["state_dict"][key]), key
+
+
+def test_prefetched_batches_train_and_resume_to_the_weights_of_batches_drawn_when_needed(corpus, trained, tmp_path,
+                                                                                       monkeypatch):
+    threads = set(threading.enumerate())
+    monkeypatch.setattr(trainer, "training_plan", lambda on_cpu: (3, 2))  # a GPU's: 3 ahead, 2 readers
+    run = tmp_path / "prefetched"
+    train(corpus, run, model="tiny", epochs=1, seed=0, progress=False, device="cpu")
+    train(corpus, run, model="tiny", epochs=2, seed=0, progress=False, device="cpu", resume=True)
+    prefetched = read_checkpoint(run / "last.pt")
+    synchronous = read_checkpoint(trained.parent / "last.pt")  # the CPU's plan: each batch drawn when needed
+    assert prefetched["rng"] == synchronous["rng"]  # the state after the last batch trained on
+    for key, value in synchronous["state_dict"].items():
+        assert torch.equal(value, prefetched["state_dict"][key]), key
+    assert set(threading.enumerate()) == threads
+
+
+def test_a_stem_lost_after_the_check_stops_training_with_one_line_and_no_thread_left(corpus, tmp_path, monkeypatch):
+    root = tmp_path / "corpus"
+    shutil.copytree(corpus, root)
+    lost = sorted((root / "train").glob("*/stems/1_violin.wav"))  # every example reads one of them
+    checked = trainer.check_stems
+
+    def check_then_lose(tracks):
+        checked(tracks)
+        for stem in lost:
+            stem.unlink()
+
+    monkeypatch.setattr(trainer, "check_stems", check_then_lose)
+    monkeypatch.setattr(trainer, "training_plan", lambda on_cpu: (3, 2))  # a GPU's, with a reader pool
+    threads = set(threading.enumerate())
+    with pytest.raises(UserError, match=r"1_violin\.wav: cannot read stem") as error:
+        train(root, tmp_path / "run", model="tiny", seed=0, progress=False, device="cpu")
+    assert "\n" not in str(error.value)
+    assert set(threading.enumerate()) == threads
+    assert not (tmp_path / "run").exists()
 
 
 def test_wall_clock_budget_stops_after_one_step_and_keeps_a_model(corpus, tmp_path):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import pickle
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -106,6 +107,10 @@ def test_trainer_draws_the_same_examples_as_before_the_dataset(corpus, target):
     sampler = SegmentSampler(train_tracks, layout, SR, SR, 0.5, 3.0)
     rng = np.random.default_rng(np.random.SeedSequence([0, 1]))
     assert all(np.array_equal(sampler.batch(rng, 4), b) for b in batches)
+    # and stems read by a thread pool change nothing
+    with ThreadPoolExecutor(3) as readers:
+        rng = training_stream(0)
+        assert all(np.array_equal(data.batch(rng, 4, readers), b) for b in batches)
     assert np.array_equal(valid.stack(), validation_items(valid_tracks, layout, SR, SR, 4))
 
 

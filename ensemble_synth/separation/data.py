@@ -7,6 +7,7 @@ holds exactly for every example, remixed or not.
 from __future__ import annotations
 
 import math
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -113,24 +114,31 @@ def resample(audio: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     return resample_poly(audio, ratio.numerator, ratio.denominator, axis=-1).astype(np.float32)
 
 
-def read_sources(track: TrackEntry, groups: list[list[str]], start_s: float, samples: int, rate: int) -> np.ndarray:
-    """Sources ``(len(groups), channels, samples)`` at ``rate`` from ``start_s`` seconds in; zero-padded."""
+def read_stem(track: TrackEntry, part: str, start_s: float, samples: int, rate: int) -> np.ndarray:
+    """One stem's segment ``(channels, <= samples)`` at ``rate`` from ``start_s`` seconds in."""
     start = int(round(start_s * track.sample_rate))
     frames = int(math.ceil(samples * track.sample_rate / rate)) + 1
-    cache: dict[str, np.ndarray] = {}
+    path = track.stem_path(part)
+    try:
+        data, _ = sf.read(str(path), start=start, frames=frames, dtype="float32", always_2d=True)
+    except (RuntimeError, sf.LibsndfileError) as exc:
+        raise UserError(f"{path}: cannot read stem: {exc}") from None
+    return resample(np.ascontiguousarray(data.T), track.sample_rate, rate)[:, :samples]
+
+
+def read_sources(track: TrackEntry, groups: list[list[str]], start_s: float, samples: int, rate: int,
+                 readers: Executor | None = None) -> np.ndarray:
+    """Sources ``(len(groups), channels, samples)`` at ``rate`` from ``start_s`` seconds in; zero-padded.
+
+    ``readers``: a thread pool that reads (and resamples) the stems concurrently; same result.
+    """
+    parts = list(dict.fromkeys(part for group in groups for part in group))
+    stems = dict(zip(parts, (readers.map if readers else map)(
+        lambda part: read_stem(track, part, start_s, samples, rate), parts)))
     out = np.zeros((len(groups), track.channels, samples), dtype=np.float32)
     for index, group in enumerate(groups):
         for part in group:
-            if part not in cache:
-                path = track.stem_path(part)
-                try:
-                    data, _ = sf.read(str(path), start=start, frames=frames, dtype="float32", always_2d=True)
-                except (RuntimeError, sf.LibsndfileError) as exc:
-                    raise UserError(f"{path}: cannot read stem: {exc}") from None
-                audio = resample(np.ascontiguousarray(data.T), track.sample_rate, rate)[:, :samples]
-                cache[part] = audio
-            audio = cache[part]
-            out[index, :, : audio.shape[1]] += audio
+            out[index, :, : stems[part].shape[1]] += stems[part]
     return out
 
 
@@ -150,27 +158,31 @@ class SegmentSampler:
         start = float(rng.uniform(0.0, max(0.0, track.duration - self.seconds)))
         return track, start
 
-    def example(self, rng: np.random.Generator) -> np.ndarray:
-        """Sources ``(sources, channels, samples)``; their sum is the mixture."""
+    def example(self, rng: np.random.Generator, readers: Executor | None = None) -> np.ndarray:
+        """Sources ``(sources, channels, samples)``; their sum is the mixture. ``readers``: a
+        thread pool to read the stems with (the random draws stay in this thread, in order)."""
         for _ in range(10):  # skip segments where everything rests
             if rng.random() < self.remix:
-                sources = []
-                for index in range(len(self.layout.output_names)):
+                picks = []  # (track, start, gain) of each output, drawn before any is read
+                for _ in self.layout.output_names:
                     track, start = self._pick(rng)
+                    picks.append((track, start, 10.0 ** (rng.uniform(-self.gain_db, self.gain_db) / 20.0)))
+
+                def read(index: int) -> np.ndarray:
+                    track, start, gain = picks[index]
                     group = self.layout.groups(track)[index]
-                    source = read_sources(track, [group], start, self.samples, self.rate)[0]
-                    gain = 10.0 ** (rng.uniform(-self.gain_db, self.gain_db) / 20.0)
-                    sources.append(source * np.float32(gain))
-                stacked = np.stack(sources)
+                    return read_sources(track, [group], start, self.samples, self.rate)[0] * np.float32(gain)
+
+                stacked = np.stack(list((readers.map if readers else map)(read, range(len(picks)))))
             else:
                 track, start = self._pick(rng)
-                stacked = read_sources(track, self.layout.groups(track), start, self.samples, self.rate)
+                stacked = read_sources(track, self.layout.groups(track), start, self.samples, self.rate, readers)
             if np.abs(stacked).max() > 1e-5:
                 return stacked
         return stacked
 
-    def batch(self, rng: np.random.Generator, size: int) -> np.ndarray:
-        return np.stack([self.example(rng) for _ in range(size)])
+    def batch(self, rng: np.random.Generator, size: int, readers: Executor | None = None) -> np.ndarray:
+        return np.stack([self.example(rng, readers) for _ in range(size)])
 
 
 def validation_segments(tracks: list[TrackEntry], rate: int, samples: int, count: int) -> list[tuple[TrackEntry, float]]:

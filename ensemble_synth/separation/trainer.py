@@ -31,6 +31,7 @@ from .data import check_channels, check_stems, plan_layout
 from .device import resolve_device
 from .losses import loss_fn, sdr_db, silent_mask
 from .model import build_model, count_parameters
+from .prefetch import BatchPrefetcher, training_plan
 
 METRIC_COLUMNS = ("epoch", "step", "train_loss", "valid_loss", "valid_sdr", "lr", "seconds", "segments_per_s")
 
@@ -242,64 +243,67 @@ def _train(corpus_dir: Path, run_dir: Path, config: dict, layout, train_tracks, 
         log(f"starting from the given model: valid SDR {best_sdr:.2f} dB")
         net.train()
 
-    while epoch < training["epochs"] and not stop_reason:
-        epoch_start = time.monotonic()
-        losses = []
-        bar = tqdm(range(training["steps_per_epoch"]), desc=f"epoch {epoch + 1}", disable=not progress,
-                   leave=False, file=sys.stderr)
-        for _ in bar:
-            if max_steps is not None and step >= max_steps:
-                stop_reason = f"max_steps={max_steps} reached"
+    depth, readers = training_plan(on_cpu=torch_device.type == "cpu")
+    batches = BatchPrefetcher(data, rng, training["batch_size"], depth, readers)
+    with batches:  # stops and joins the drawing thread however the loop ends
+        while epoch < training["epochs"] and not stop_reason:
+            epoch_start = time.monotonic()
+            losses = []
+            bar = tqdm(range(training["steps_per_epoch"]), desc=f"epoch {epoch + 1}", disable=not progress,
+                       leave=False, file=sys.stderr)
+            for _ in bar:
+                if max_steps is not None and step >= max_steps:
+                    stop_reason = f"max_steps={max_steps} reached"
+                    break
+                if step > first_step and time.monotonic() - started + valid_seconds >= budget:
+                    stop_reason = f"max_minutes={max_minutes} reached"
+                    break
+                targets = torch.from_numpy(batches.next()).to(torch_device)
+                mixture = targets.sum(1)
+                with _autocast(torch_device):
+                    estimates = net(mixture)
+                loss = criterion(estimates.float(), targets, mixture).mean()
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if training["clip_grad"] > 0:
+                    torch.nn.utils.clip_grad_norm_(net.parameters(), training["clip_grad"])
+                optimizer.step()
+                if isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingLR):
+                    scheduler.step()
+                step += 1
+                losses.append(loss.item())
+                bar.set_postfix(loss=f"{losses[-1]:.3f}")
+            bar.close()
+            if not losses:
                 break
-            if step > first_step and time.monotonic() - started + valid_seconds >= budget:
-                stop_reason = f"max_minutes={max_minutes} reached"
-                break
-            targets = torch.from_numpy(data.batch(rng, training["batch_size"])).to(torch_device)
-            mixture = targets.sum(1)
-            with _autocast(torch_device):
-                estimates = net(mixture)
-            loss = criterion(estimates.float(), targets, mixture).mean()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if training["clip_grad"] > 0:
-                torch.nn.utils.clip_grad_norm_(net.parameters(), training["clip_grad"])
-            optimizer.step()
-            if isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingLR):
-                scheduler.step()
-            step += 1
-            losses.append(loss.item())
-            bar.set_postfix(loss=f"{losses[-1]:.3f}")
-        bar.close()
-        if not losses:
-            break
-        train_seconds = time.monotonic() - epoch_start
-        valid_start = time.monotonic()
-        valid_loss, valid_sdr = evaluate(net, valid, training["loss"], training["batch_size"], torch_device)
-        valid_seconds = time.monotonic() - valid_start
-        epoch += 1
-        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            scheduler.step(valid_sdr)
-        history.append({"epoch": epoch, "step": step, "train_loss": float(np.mean(losses)),
-                        "valid_loss": valid_loss, "valid_sdr": valid_sdr,
-                        "lr": optimizer.param_groups[0]["lr"], "seconds": train_seconds + valid_seconds,
-                        "segments_per_s": len(losses) * training["batch_size"] / max(train_seconds, 1e-9)})
-        improved = valid_sdr > best_sdr or not (run_dir / "model.pt").is_file()
-        if improved:
-            best_sdr, since_best = valid_sdr, 0
-            save_checkpoint(run_dir / "model.pt", net, checkpoint_config, layout.to_dict(),
-                            epoch=epoch, step=step, valid_sdr=valid_sdr)
-        else:
-            since_best += 1
-        save_checkpoint(run_dir / "last.pt", net, checkpoint_config, layout.to_dict(),
-                        epoch=epoch, step=step, valid_sdr=valid_sdr, best_sdr=best_sdr, since_best=since_best,
-                        optimizer=optimizer.state_dict(),
-                        scheduler=scheduler.state_dict() if scheduler is not None else {},
-                        rng=rng.bit_generator.state, history=history)
-        _write_metrics(run_dir / "metrics.csv", history)
-        log(f"epoch {epoch}: train loss {history[-1]['train_loss']:.3f}, valid loss {valid_loss:.3f}, "
-            f"valid SDR {valid_sdr:.2f} dB{' (best)' if improved else ''}")
-        if since_best >= training["patience"]:
-            stop_reason = f"early stop: no better validation SDR for {since_best} epochs"
+            train_seconds = time.monotonic() - epoch_start
+            valid_start = time.monotonic()
+            valid_loss, valid_sdr = evaluate(net, valid, training["loss"], training["batch_size"], torch_device)
+            valid_seconds = time.monotonic() - valid_start
+            epoch += 1
+            if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                scheduler.step(valid_sdr)
+            history.append({"epoch": epoch, "step": step, "train_loss": float(np.mean(losses)),
+                            "valid_loss": valid_loss, "valid_sdr": valid_sdr,
+                            "lr": optimizer.param_groups[0]["lr"], "seconds": train_seconds + valid_seconds,
+                            "segments_per_s": len(losses) * training["batch_size"] / max(train_seconds, 1e-9)})
+            improved = valid_sdr > best_sdr or not (run_dir / "model.pt").is_file()
+            if improved:
+                best_sdr, since_best = valid_sdr, 0
+                save_checkpoint(run_dir / "model.pt", net, checkpoint_config, layout.to_dict(),
+                                epoch=epoch, step=step, valid_sdr=valid_sdr)
+            else:
+                since_best += 1
+            save_checkpoint(run_dir / "last.pt", net, checkpoint_config, layout.to_dict(),
+                            epoch=epoch, step=step, valid_sdr=valid_sdr, best_sdr=best_sdr, since_best=since_best,
+                            optimizer=optimizer.state_dict(),
+                            scheduler=scheduler.state_dict() if scheduler is not None else {},
+                            rng=batches.state, history=history)
+            _write_metrics(run_dir / "metrics.csv", history)
+            log(f"epoch {epoch}: train loss {history[-1]['train_loss']:.3f}, valid loss {valid_loss:.3f}, "
+                f"valid SDR {valid_sdr:.2f} dB{' (best)' if improved else ''}")
+            if since_best >= training["patience"]:
+                stop_reason = f"early stop: no better validation SDR for {since_best} epochs"
     if stop_reason:
         log(stop_reason)
     if not (run_dir / "model.pt").is_file():
