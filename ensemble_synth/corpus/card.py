@@ -18,6 +18,7 @@ import tomllib
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from .. import distributions
 from ..errors import UserError
 from ..fileio import write_bytes_atomic, write_text_atomic
 from ..synthesis.soundfonts import registry
@@ -118,6 +119,10 @@ class CorpusStats:
 
     def pieces(self) -> Counter:
         return Counter((m.get("source") or {}).get("id", "?") for m in self.metas)
+
+    def sources(self) -> Counter:
+        """Tracks per source drawn (corpora with a choice of sources record it per track)."""
+        return Counter(m["source"]["repertoire"] for m in self.metas if "repertoire" in (m.get("source") or {}))
 
     def audio_bytes(self) -> int:
         """Bytes of every audio file of the tracks (mix, stems, dry stems)."""
@@ -244,8 +249,15 @@ def markdown(stats: CorpusStats, figure_name: str | None = None) -> str:
     rep = preset.get("repertoire", {})
     pieces = stats.pieces()
     most = ", ".join(f"{p} x{n}" for p, n in sorted(pieces.items(), key=lambda kv: (-kv[1], kv[0]))[:5])
+    source = rep.get("source", "?")
+    if isinstance(source, str):
+        source = f"`{source}`"
+    else:  # a choice of sources: how many tracks each gave
+        drawn = stats.sources()
+        source = "a choice of " + ", ".join(f"`{name}` ({drawn[name]} track{'' if drawn[name] == 1 else 's'})"
+                                            for name in dict.fromkeys(distributions.support(source)))
     lines += ["## Repertoire and exclusions", "",
-              f"- source: `{rep.get('source', '?')}`; {len(pieces)} distinct pieces (most used: {most})"]
+              f"- source: {source}; {len(pieces)} distinct pieces (most used: {most})"]
     if rep.get("excerpt_seconds"):
         lines.append(f"- excerpts of {rep['excerpt_seconds']} s")
     exclude, melodies = rep.get("exclude") or [], rep.get("exclude_melodies") or []

@@ -28,14 +28,13 @@ from tqdm import tqdm
 from ..acoustics.rir_cache import RirCache
 from ..errors import UserError
 from ..fileio import write_json_atomic
-from ..music.repertoire import Repertoire
 from ..workers import die_with_parent
 from . import augment as augment_mod
 from . import format as corpus_format
 from .card import write_card
 from .preset import SPLITS, resolve_preset
 from .rendering import render_track
-from .sampling import ensemble_for_group, plan, sample_track, scene_for_group, track_id
+from .sampling import ensemble_for_group, plan, repertoire_of, sample_track, scene_for_group, track_id
 
 
 def default_rir_cache() -> Path:
@@ -72,8 +71,7 @@ def run_group(preset: dict, seed: int, split: str, group: int, indices: list[int
               options: dict, augmentations=()) -> list[dict]:
     """Sample and render the tracks of one room group (they share a room); returns metadata."""
     out_dir = Path(out_dir)
-    rep = preset["repertoire"]
-    repertoire = Repertoire(rep["source"], rep["exclude"], rep["exclude_melodies"])
+    repertoire = repertoire_of(preset)
     layout, names = ensemble_for_group(preset, seed, split, group)
     scene = scene_for_group(preset, seed, split, group, layout, names)
     cache = RirCache(options["rir_cache"]) if options.get("rir_cache") else None
@@ -101,8 +99,7 @@ def _prewarm(preset: dict) -> None:
     import fluidsynth  # noqa: F401
     import pyloudnorm  # noqa: F401
 
-    rep = preset["repertoire"]
-    Repertoire(rep["source"], rep["exclude"], rep["exclude_melodies"])
+    repertoire_of(preset)
 
 
 SCHEDULER_TIMEOUT_S = 5  # a scheduler that does not answer within this is an error, not a wait
@@ -266,6 +263,7 @@ def check_scenes(preset: dict, seed: int) -> None:
 
 def _generate(preset, out_dir, seed, executor, jobs, dry_run, write_dry, write_midi, rir_cache, augmentations,
               progress, start, card=True) -> Summary:
+    repertoire_of(preset)  # a source left without pieces fails here, before anything is written (lists are cached)
     check_scenes(preset, seed)
     corpus_format.check_or_write_corpus_toml(out_dir, preset, seed, augmentations)
     corpus_format.clean_temporaries(out_dir)

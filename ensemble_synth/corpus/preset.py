@@ -156,10 +156,11 @@ def check_references(preset: dict, source: str) -> None:
                 raise UserError(f"{source}: [timbre] key 'programs' {inst}: {exc}") from None
     rep = preset["repertoire"]
     try:
-        if not isinstance(rep["source"], str) or not (rep["source"] in MUSIC21_SOURCES or rep["source"].startswith("midi:")):
-            raise UserError(f"expected one of {KNOWN_SOURCES}, got {rep['source']!r}")
-        if rep["source"].startswith("midi:"):
-            midi_files(rep["source"][len("midi:"):])
+        for name in distributions.support(rep["source"]):  # one source, or each of a choice
+            if not isinstance(name, str) or not (name in MUSIC21_SOURCES or name.startswith("midi:")):
+                raise UserError(f"expected one of {KNOWN_SOURCES}, got {name!r}")
+            if name.startswith("midi:"):
+                midi_files(name[len("midi:"):])
     except UserError as exc:
         raise UserError(f"{source}: [repertoire] key 'source': {exc}") from None
     for pattern in rep["exclude_melodies"]:

@@ -17,6 +17,7 @@ import numpy as np
 from ..acoustics.scene import sample_scene
 from ..acoustics.seating import ensemble_instruments, load_layout
 from ..distributions import child_rng
+from ..errors import UserError
 from ..music.arrangement import (
     Arrangement,
     choose_piece,
@@ -25,7 +26,7 @@ from ..music.arrangement import (
     sample_window,
 )
 from ..music.performance import PartPerformance, PerformanceSpec, sample_tempo
-from ..music.repertoire import PITCH, Repertoire
+from ..music.repertoire import PITCH, Repertoire, RepertoireChoice, open_repertoire
 from ..music.score import part_name
 from ..synthesis.timbre import PartTimbre
 from . import augment as augment_mod
@@ -42,7 +43,8 @@ class TrackStreams:
     The four streams of the first corpora (repertoire, performance, timbre, mix) are the
     children of one ``"track"`` key in that order, and the two added later keep their own
     keys, so that every corpus keeps its bytes; any other stage (an augmentation, a new
-    stage) gets ``child_rng(seed, stage, split, index)``.
+    stage such as ``repertoire.source``, the source of a track where the preset gives a
+    choice of them) gets ``child_rng(seed, stage, split, index)``.
     """
 
     SPAWNED = ("repertoire", "performance", "timbre", "mix")
@@ -95,16 +97,35 @@ def _preset_label(choice) -> str:
     return choice if isinstance(choice, str) else str(choice.get("name", "custom"))
 
 
-def sample_arrangement(config: dict, repertoire: Repertoire, names: list[str], perf_config: dict,
+def repertoire_of(preset: dict) -> Repertoire | RepertoireChoice:
+    """The repertoire a resolved corpus preset draws from (one source or a choice of them)."""
+    rep = preset["repertoire"]
+    return open_repertoire(rep["source"], rep["exclude"], rep["exclude_melodies"], preset.get("_source", "<preset>"))
+
+
+def sample_arrangement(config: dict, repertoire: Repertoire | RepertoireChoice, names: list[str], perf_config: dict,
                        streams: TrackStreams) -> tuple[Arrangement, float, int]:
-    """The piece, voices, octaves and excerpt, with the tempo and transposition that decide them."""
+    """The piece, voices, octaves and excerpt, with the tempo and transposition that decide them.
+
+    A choice of sources is drawn first, from the ``repertoire.source`` stream: a preset of one
+    source never touches that stream, and the piece is drawn from the ``repertoire`` stream
+    either way.
+    """
     rng = streams["repertoire"]
-    piece, voices = choose_piece(repertoire, names, config["part_policy"], rng)
+    drawn = isinstance(repertoire, RepertoireChoice)
+    source = repertoire.draw(streams["repertoire.source"]) if drawn else repertoire
+    try:
+        piece, voices = choose_piece(source, names, config["part_policy"], rng)
+    except UserError as exc:
+        if not drawn:
+            raise
+        raise UserError(f"{repertoire.where}: {exc}") from None  # names the file; the message names the source
     tempo = sample_tempo(perf_config, piece.tempo_bpm, streams["performance"])
     window = sample_window(piece, voices, float(config["excerpt_seconds"]), tempo, rng)
     octaves = [octave_to_fit(piece.voices[v][:, PITCH], name) for v, name in zip(voices, names)]
     transpose = draw_transpose(perf_config["transpose"], piece, voices, names, octaves, streams["performance"])
-    return Arrangement(piece, tuple(voices), tuple(octaves), window), tempo, transpose
+    arrangement = Arrangement(piece, tuple(voices), tuple(octaves), window, source.source, drawn)
+    return arrangement, tempo, transpose
 
 
 def sample_track(
@@ -112,7 +133,7 @@ def sample_track(
     split: str,
     index: int,
     seed: int,
-    repertoire: Repertoire | None = None,
+    repertoire: Repertoire | RepertoireChoice | None = None,
     augmentations=(),
     scene=None,
 ) -> dict:
@@ -125,7 +146,7 @@ def sample_track(
     from_preset = augment_mod.from_preset(preset.get("augment", []), preset.get("_source", "<preset>"))
     augmentations = augment_mod.check([*from_preset, *augmentations])
     rep_cfg, perf_cfg = preset["repertoire"], preset["performance"]
-    repertoire = repertoire or Repertoire(rep_cfg["source"], rep_cfg["exclude"], rep_cfg["exclude_melodies"])
+    repertoire = repertoire or repertoire_of(preset)
     group = index // preset["tracks"]["per_room"]
     layout, names = ensemble_for_group(preset, seed, split, group)
     scene, scene_labels = scene if scene is not None else scene_for_group(preset, seed, split, group, layout, names)
@@ -157,7 +178,7 @@ def sample_track(
         "corpus": preset["name"],
         "root_seed": int(seed),
         "sample_rate": preset["sample_rate"],
-        "source": arrangement.source(repertoire.source),
+        "source": arrangement.source(),
         "ensemble": layout if isinstance(layout, str) else layout.get("name", "custom"),
         "performance": performance.to_dict(),
         "parts": parts,

@@ -1,8 +1,9 @@
 """Arrangement: which piece an ensemble plays, which voice each player takes, the excerpt.
 
-The repertoire stage of a track: draw a piece that fits the line-up (``part_policy``),
-give each instrument a voice and the octave that puts it in the instrument's range, and
-cut an excerpt in which every part has notes. :class:`Arrangement` is the drawn result.
+The repertoire stage of a track: draw the source where the preset gives a choice of them,
+then a piece of it that fits the line-up (``part_policy``), give each instrument a voice and
+the octave that puts it in the instrument's range, and cut an excerpt in which every part
+has notes. :class:`Arrangement` is the drawn result.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ MAX_WINDOW_TRIES = 50
 
 # The [repertoire] table of a corpus preset.
 REPERTOIRE_KEYS = {
-    "source": Key("music21:bach", "name", random=False),
+    # one source, or a choice among sources drawn per track ({choice = [...], weights = [...]})
+    "source": Key("music21:bach", "name"),
     "exclude": Key([], "list", random=False),
     "exclude_melodies": Key([], "list", random=False),
     "part_policy": Key("fit", "name", random=False),
@@ -41,17 +43,30 @@ REPERTOIRE_KEYS = {
 
 @dataclass(frozen=True)
 class Arrangement:
-    """A drawn piece, the voice and octave of each part, and the excerpt window in beats."""
+    """A drawn piece, the voice and octave of each part, and the excerpt window in beats.
+
+    ``repertoire``: the source the piece came from ('music21:bach', 'midi:...');
+    ``drawn``: whether that source was drawn from a choice of sources.
+    """
 
     piece: Piece
     voices: tuple[int, ...]
     octaves: tuple[int, ...]
     window: tuple[float, float]
+    repertoire: str
+    drawn: bool = False
 
-    def source(self, repertoire_source: str) -> dict:
-        """The ``source`` record of a track spec."""
-        kind = "music21" if repertoire_source in MUSIC21_SOURCES else "midi"
-        return {"kind": kind, "id": self.piece.id, "title": self.piece.title}
+    def source(self) -> dict:
+        """The ``source`` record of a track spec: enough to load the piece again (:func:`load_piece`).
+
+        A source drawn from a choice is named in it too (``repertoire``); a corpus of one
+        source records what it always did.
+        """
+        kind = "music21" if self.repertoire in MUSIC21_SOURCES else "midi"
+        record = {"kind": kind, "id": self.piece.id, "title": self.piece.title}
+        if self.drawn:
+            record["repertoire"] = self.repertoire
+        return record
 
 
 def assign_voices(piece: Piece, names: list[str], policy: str) -> list[int] | None:

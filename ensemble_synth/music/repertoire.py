@@ -1,5 +1,5 @@
 """Repertoire sources: the Bach chorales or the string quartets of music21's corpus, or a
-folder/glob of MIDI files.
+folder/glob of MIDI files; or a choice among them, drawn per track (:class:`RepertoireChoice`).
 
 A piece is a list of voices, each an (n, 4) array of start beat, length in beats, MIDI
 pitch and a fermata flag, ordered from the highest voice to the lowest.
@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import distributions
 from ..errors import UserError
 from .instruments import escape, quoted
 from .score import (
@@ -412,3 +413,46 @@ class Repertoire:
     def excluded_by_melody(self) -> list[str]:
         """Every candidate whose soprano matches an excluded melody (parses all candidates)."""
         return [pid for pid in self.ids if self.melody_exclusion(self.load(pid))]
+
+
+def is_source_choice(value) -> bool:
+    """A ``[repertoire] source`` that is a choice among sources (a list or a distribution), not one name."""
+    return not isinstance(value, str)
+
+
+class RepertoireChoice:
+    """A choice among repertoire sources, ``source = {choice = [...], weights = [...]}`` (or a list).
+
+    One :class:`Repertoire` per source, each with the same exclusions (an id excludes the
+    piece of whichever source holds it). A track draws its source with :meth:`draw` from a
+    stream of its own, then its piece from that source as a single-source corpus would.
+    Errors name ``where`` (the preset file) and the source.
+    """
+
+    def __init__(self, choice, exclude: list[str] | None = None, exclude_melodies: list[str] | None = None,
+                 where: str = "<preset>"):
+        self.source = choice  # the preset's value, as written
+        self.where = f"{where}: [repertoire] key 'source'"
+        distributions.check(choice, self.where)
+        self.repertoires: dict[str, Repertoire] = {}
+        for name in distributions.support(choice):
+            if not isinstance(name, str):
+                raise UserError(f"{self.where}: expected source names in the choice, got {name!r}")
+            if name in self.repertoires:
+                continue
+            try:
+                self.repertoires[name] = Repertoire(name, exclude, exclude_melodies)
+            except UserError as exc:  # the message names the source; this names the file
+                raise UserError(f"{self.where}: {exc}") from None
+
+    def draw(self, rng: np.random.Generator) -> Repertoire:
+        """The source of one track, drawn from ``rng`` by the choice's weights."""
+        return self.repertoires[distributions.draw(self.source, rng, self.where)]
+
+
+def open_repertoire(source, exclude: list[str] | None = None, exclude_melodies: list[str] | None = None,
+                    where: str = "<preset>") -> Repertoire | RepertoireChoice:
+    """The repertoire of a ``[repertoire]`` table: one source, or a choice among sources."""
+    if is_source_choice(source):
+        return RepertoireChoice(source, exclude, exclude_melodies, where)
+    return Repertoire(source, exclude, exclude_melodies)
