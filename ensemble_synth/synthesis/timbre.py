@@ -91,8 +91,7 @@ def draw_envelope(config: dict | None, plays: str, rng: np.random.Generator, sam
     if not config:
         return None
     inst = instruments.get(plays)
-    entry = config.get(inst.name) or next((t for n, t in config.items() if instruments.find(n) is inst), None) \
-        or config.get(inst.family)
+    entry = next((t for n, t in config.items() if instruments.find(n) is inst), None) or config.get(inst.family)
     if entry is None:
         return None
     keys = ENVELOPE_KEYS if sampled else {k: v for k, v in ENVELOPE_KEYS.items() if k != "attack_skip_ms"}
