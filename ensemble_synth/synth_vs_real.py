@@ -30,6 +30,7 @@ from .acoustics.seating import ensemble_instruments, layout_for, load_layout
 from .adaptation import adapt, score_instruments
 from .corpus.generation import default_rir_cache, generate
 from .corpus.preset import resolve_preset
+from .distributions import support
 from .errors import UserError
 from .evaluation.datasets import load_dataset
 from .evaluation.model_scoring import evaluate_mixture, evaluate_model, mean_sdr
@@ -167,14 +168,13 @@ def _title_key(text: str) -> str:
     return re.sub(r"[^a-z0-9]", "", text.lower())
 
 
-def title_exclusions(source: str, titles: list[str]) -> list[str]:
-    """The MIDI files of a ``midi:`` repertoire whose name holds a real piece's title (of at
-    least four letters or digits, case and punctuation ignored). music21's Bach chorales carry
-    no titles to match: they are left out by melody alone."""
-    if not isinstance(source, str) or not source.startswith("midi:"):
-        return []
+def title_exclusions(source, titles: list[str]) -> list[str]:
+    """The MIDI files of a ``midi:`` repertoire (or of each ``midi:`` source of a choice) whose
+    name holds a real piece's title (of at least four letters or digits, case and punctuation
+    ignored). music21's Bach chorales carry no titles to match: they are left out by melody alone."""
     keys = {k for k in (_title_key(t) for t in titles) if len(k) >= 4}
-    return [f for f in midi_files(source[len("midi:"):]) if any(k in _title_key(Path(f).stem) for k in keys)]
+    folders = [s[len("midi:"):] for s in support(source) if isinstance(s, str) and s.startswith("midi:")]
+    return [f for folder in folders for f in midi_files(folder) if any(k in _title_key(Path(f).stem) for k in keys)]
 
 
 # -- the real set, grouped by line-up ---------------------------------------------------

@@ -230,6 +230,8 @@ def test_title_exclusion_for_midi_repertoires(tmp_path):
     assert sorted(Path(f).name for f in title_exclusions(f"midi:{tmp_path}", ["Jupiter", "K5"])) == [
         "Holst_JUPITER-arr.mid", "jupiter.mid"]
     assert title_exclusions(MUSIC21_BACH, ["Jupiter"]) == []  # no titles to match there
+    choice = {"choice": [MUSIC21_BACH, f"midi:{tmp_path}"], "weights": [3, 1]}  # each midi: source of a choice
+    assert sorted(Path(f).name for f in title_exclusions(choice, ["Jupiter"])) == ["Holst_JUPITER-arr.mid", "jupiter.mid"]
 
 
 # -- the benchmark over several line-ups ------------------------------------------------
