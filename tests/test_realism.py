@@ -142,6 +142,23 @@ def test_report_files_and_a_finite_distance_per_statistic_and_instrument(report_
     assert dry < wet
 
 
+def test_by_source_files_each_part_under_the_sound_that_played_it(report_dir, corpus):
+    report = json.loads((report_dir / "report.json").read_text())
+    assert report["by_source"]["set"] == "synthetic_dry"  # a source's own sound: the dry stems
+    played = {}
+    for meta in corpus.glob("*/*/metadata.json"):
+        for part in json.loads(meta.read_text())["parts"]:
+            plays = (part.get("sampler") or {}).get("instrument") or part.get("program_instrument") or part["instrument"]
+            played.setdefault(part["instrument"], set()).add(f"{part['soundfont']}:{plays}")
+    attack = report["by_source"]["statistics"]["attack"]
+    assert set(attack) == set(report["instruments"])
+    for inst, sounds in attack.items():
+        assert sounds and set(sounds) <= played[inst], (inst, sounds, played[inst])
+        for row in sounds.values():
+            assert row["n"] == 0 or (row["distance"] is not None and row["distance"] >= 0)
+    assert "## By sound source" in (report_dir / "report.md").read_text()
+
+
 def test_a_set_against_itself_is_at_distance_zero():
     cfg = realism.AnalysisConfig(sample_rate=SR, pyin_seconds=6.0, max_seconds=10.0)
     real = realism.collect(realism.open_sources(REAL), "real", cfg, progress=False)

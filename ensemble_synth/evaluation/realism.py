@@ -34,6 +34,12 @@ averaged to mono, resampled to one analysis rate (the lower of the two sets' rat
 - ``level_balance`` (dB): each part's energy relative to the mixture's (the sum of the
   parts), per 10 s chunk.
 
+For a corpus, each part's stem is also filed under the sound that played it (``by_source``:
+the soundfont or sample library and the instrument whose program or recordings played the
+part, e.g. ``tonejs:clarinet`` or ``fluidr3_gm:viola``, from the track's metadata), and each
+of those is compared with the real recordings of the part's instrument: which source makes a
+statistic differ.
+
 Each distribution's distance is the Wasserstein distance (scipy) in the statistic's unit.
 Where the real set holds two or more recordings, the report also gives the real
 piece-to-piece spread (each real recording against the others, averaged) and the ratio of
@@ -48,11 +54,12 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import io
+import json
 import math
 import multiprocessing
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from math import gcd
 from pathlib import Path
 
@@ -169,6 +176,7 @@ class SetStatistics:
     tracks: list[str] = field(default_factory=list)
     values: dict[str, dict[str, list[np.ndarray]]] = field(default_factory=dict)
     bands_hz: np.ndarray | None = None
+    by_source: dict[str, SetStatistics] = field(default_factory=dict)  # instrument -> a set per sound source
 
     def add(self, instrument: str, track_values: dict[str, np.ndarray]) -> None:
         per_stat = self.values.setdefault(instrument, {name: [] for name in STAT_NAMES})
@@ -499,6 +507,18 @@ class TrackSource:
     path: Path
     parts: tuple[str, ...] = ()
     instruments: tuple[str, ...] = ()
+    sounds: tuple[str, ...] = ()  # corpus tracks: per part "soundfont:instrument that played it"
+
+
+def track_sounds(folder: Path) -> tuple[str, ...]:
+    """Per part of a corpus track, the sound that played it (see the module docstring); empty
+    when the track's metadata cannot say."""
+    try:
+        parts = json.loads((folder / corpus_format.METADATA).read_text())["parts"]
+        return tuple(f"{p['soundfont']}:{(p.get('sampler') or {}).get('instrument') or p.get('program_instrument') or p['instrument']}"
+                     for p in parts)
+    except (OSError, ValueError, KeyError, TypeError):
+        return ()
 
 
 def _audio_file(folder: Path, part: str) -> Path | None:
@@ -565,6 +585,8 @@ def open_sources(spec: str | os.PathLike, max_tracks: int | None = None, what: s
         if corpus_format.is_corpus(root):
             sources = [TrackSource(e.track_id, "corpus", e.folder, tuple(e.parts), tuple(e.instruments))
                        for e in corpus_format.read_manifest(root)]
+            # the metadata of the selected tracks only: the sound of each part, for by_source
+            sources = [replace(t, sounds=track_sounds(t.path)) for t in _spread(sources, max_tracks)]
         else:
             folders = datasets._track_folders(root)
             if not folders:
@@ -580,6 +602,11 @@ def open_sources(spec: str | os.PathLike, max_tracks: int | None = None, what: s
         sources = [TrackSource(p.name, kind, p) for p in pieces]
     if not sources:
         raise UserError(f"{root}: no {kind} tracks found")
+    return _spread(sources, max_tracks)
+
+
+def _spread(sources: list[TrackSource], max_tracks: int | None) -> list[TrackSource]:
+    """At most ``max_tracks`` of ``sources``, evenly spread over them."""
     if max_tracks is not None and len(sources) > max_tracks:
         picks = np.unique(np.linspace(0, len(sources) - 1, max_tracks).round().astype(int))
         sources = [sources[i] for i in picks]
@@ -635,6 +662,9 @@ def collect(sources: list[TrackSource], label: str, cfg: AnalysisConfig, dry: bo
 
 def _add(result: SetStatistics, source: TrackSource, insts: list[str], stats: list[dict]) -> None:
     result.tracks.append(source.name)
+    if len(source.sounds) == len(insts):
+        for inst, sound, values in zip(insts, source.sounds, stats):
+            result.by_source.setdefault(inst, SetStatistics(result.label, sound)).add(sound, values)
     # one entry per track and instrument: an instrument that plays two parts pools them
     per_inst: dict[str, list[dict]] = {}
     for inst, values in zip(insts, stats):
@@ -778,6 +808,12 @@ def build_report(sets: dict[str, SetStatistics], cfg: AnalysisConfig) -> dict:
         ranking.append({"statistic": stat, "median_ratio": _num(np.median(ratios)) if ratios else None,
                         "max_ratio": _num(max(ratios)) if ratios else None})
     ranking.sort(key=lambda r: -(r["median_ratio"] if r["median_ratio"] is not None else -1.0))
+    own = sets.get(SYNTHETIC_DRY) or sets.get(SYNTHETIC)  # a source's own sound: the dry stems where there are
+    by_source = {stat: {inst: {sound: {"distance": _num(distance(stat, per.pooled(sound, stat), real.pooled(inst, stat))),
+                                       **({} if stat == "ltas" else summarize(per.pooled(sound, stat)))}
+                               for sound in per.instruments}
+                        for inst, per in own.by_source.items() if inst in instruments}
+                 for stat in STAT_NAMES} if own is not None else {}
     return {
         "ensemble_synth": __version__,
         "sets": {k: {"label": SET_LABELS[k], "source": s.source, "tracks": s.tracks} for k, s in sets.items()},
@@ -789,6 +825,7 @@ def build_report(sets: dict[str, SetStatistics], cfg: AnalysisConfig) -> dict:
         "vibrato_share": vibrato_share,
         "ltas": ltas,
         "ranking": ranking,
+        "by_source": {"set": own.label if own is not None else None, "statistics": by_source},
     }
 
 
@@ -798,6 +835,9 @@ def _share(depths: np.ndarray) -> float | None:
 
 def _fmt(value, digits: int = 2) -> str:
     return "n/a" if value is None or (isinstance(value, float) and not math.isfinite(value)) else f"{value:.{digits}f}"
+
+
+BY_SOURCE_SHOWN = 4  # statistics whose per-source table report.md shows
 
 
 def markdown(report: dict) -> str:
@@ -840,6 +880,18 @@ def markdown(report: dict) -> str:
             lines.append(f"| {stat} | {key} | " + " | ".join(cells) + " |")
     lines += ["", "Share of sustained notes with vibrato depth >= 10 cents: " + "; ".join(
         f"{inst}: " + ", ".join(f"{k} {_fmt(v)}" for k, v in report["vibrato_share"][inst].items()) for inst in insts), ""]
+    by_source = report.get("by_source", {}).get("statistics") or {}
+    if any(by_source.values()):
+        top = [r["statistic"] for r in report["ranking"] if r["statistic"] != "ltas"][:BY_SOURCE_SHOWN]
+        lines += [f"## By sound source ({report['by_source']['set']} stems against the real part's instrument)", "",
+                  f"The {len(top)} statistics ranked first above (every statistic is in report.json); where a "
+                  "part was played by another instrument's program or recordings, the sound is that one's.", "",
+                  "| statistic | part | sound | n | median | distance |", "|---|---|---|---:|---:|---:|"]
+        for stat in top:
+            for inst, sounds in by_source[stat].items():
+                for sound, row in sorted(sounds.items(), key=lambda kv: -(kv[1]["distance"] or 0.0)):
+                    lines.append(f"| {stat} | {inst} | {sound} | {row['n']} | {_fmt(row['median'], 1)} | {_fmt(row['distance'])} |")
+        lines.append("")
     lines += ["## Plots", ""] + [f"- `{s}.png`: {report['statistics'][s]['title']}" for s in STAT_NAMES]
     lines += ["- `overview.png`: ratio of the synthetic distance to the real spread, per statistic and instrument", ""]
     return "\n".join(lines)
