@@ -19,6 +19,7 @@ from helpers import BACH10
 from ensemble_synth.cli import main
 from ensemble_synth.corpus.generation import generate
 from ensemble_synth.evaluation import realism
+from ensemble_synth.synthesis.timbre import played_by
 
 SR = 16000
 TINY_BACH10 = {
@@ -148,8 +149,7 @@ def test_by_source_files_each_part_under_the_sound_that_played_it(report_dir, co
     played = {}
     for meta in corpus.glob("*/*/metadata.json"):
         for part in json.loads(meta.read_text())["parts"]:
-            plays = (part.get("sampler") or {}).get("instrument") or part.get("program_instrument") or part["instrument"]
-            played.setdefault(part["instrument"], set()).add(f"{part['soundfont']}:{plays}")
+            played.setdefault(part["instrument"], set()).add(f"{part['soundfont']}:{played_by(part)}")
     attack = report["by_source"]["statistics"]["attack"]
     assert set(attack) == set(report["instruments"])
     for inst, sounds in attack.items():

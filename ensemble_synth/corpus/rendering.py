@@ -97,14 +97,11 @@ def render_dry(parts: list[Part], part_specs: list[dict], sr: int, part_controls
     exactly as before."""
     sampled = [i for i, p in enumerate(part_specs) if p.get("sampler")]
     if not sampled:
-        voices = [PartVoice(resolve_soundfont(p["soundfont"]), p["program"], 0, p["detune_cents"], release_scale=_envelope(p)["release_scale"]) for p in part_specs]
-        return render_parts(parts, voices, sr, part_controls), {}
+        return render_parts(parts, [_fluid_voice(p) for p in part_specs], sr, part_controls), {}
     fluid = [i for i in range(len(parts)) if i not in sampled]
     stems: list = [None] * len(parts)
     if fluid:
-        voices = [PartVoice(resolve_soundfont(part_specs[i]["soundfont"]), part_specs[i]["program"], 0,
-                            part_specs[i]["detune_cents"], release_scale=_envelope(part_specs[i])["release_scale"])
-                  for i in fluid]
+        voices = [_fluid_voice(part_specs[i]) for i in fluid]
         rendered = render_parts([parts[i] for i in fluid], voices, sr, [part_controls[i] for i in fluid])
         for row, i in enumerate(fluid):
             stems[i] = rendered[row]
@@ -120,6 +117,12 @@ def render_dry(parts: list[Part], part_specs: list[dict], sr: int, part_controls
         if count:
             out_of_range[parts[i].name] = count
     return pad_stack(stems), out_of_range
+
+
+def _fluid_voice(part_spec: dict) -> PartVoice:
+    """The FluidSynth voice of a soundfont part's spec."""
+    return PartVoice(resolve_soundfont(part_spec["soundfont"]), part_spec["program"], 0, part_spec["detune_cents"],
+                     release_scale=_envelope(part_spec)["release_scale"])
 
 
 def _envelope(part_spec: dict) -> dict:

@@ -98,6 +98,7 @@ from ..fileio import (
     write_text_atomic,
 )
 from ..music import instruments as catalogue
+from ..synthesis.timbre import played_by
 from ..workers import die_with_parent
 from . import datasets
 
@@ -515,8 +516,7 @@ def track_sounds(folder: Path) -> tuple[str, ...]:
     when the track's metadata cannot say."""
     try:
         parts = json.loads((folder / corpus_format.METADATA).read_text())["parts"]
-        return tuple(f"{p['soundfont']}:{(p.get('sampler') or {}).get('instrument') or p.get('program_instrument') or p['instrument']}"
-                     for p in parts)
+        return tuple(f"{p['soundfont']}:{played_by(p)}" for p in parts)
     except (OSError, ValueError, KeyError, TypeError):
         return ()
 

@@ -98,6 +98,12 @@ def draw_envelope(config: dict | None, plays: str, rng: np.random.Generator, sam
     return {k: float(draw(entry.get(k, key.default), rng, k)) for k, key in keys.items()}
 
 
+def played_by(part_spec: dict) -> str:
+    """The instrument whose recordings or GM program play a part (a track spec's part table)."""
+    return (part_spec.get("sampler") or {}).get("instrument") or part_spec.get("program_instrument") \
+        or part_spec["instrument"]
+
+
 @dataclass(frozen=True)
 class SampleLibrary:
     """A sampled-instrument library of samples.txt, every package of it installed."""
@@ -225,7 +231,7 @@ class PartTimbre:
             for _ in range(max(bands, 0))
         )
         sound = sampled["instrument"] if sampled is not None else player or instrument
-        envelope = draw_envelope(config.get("envelope"), sound, rng_envelope, sampled is not None) if config.get("envelope") else None
+        envelope = draw_envelope(config.get("envelope"), sound, rng_envelope, sampled is not None)
         if sampled is not None:
             file = sample_library.package_for(sampled["library"], plays).folder_name
             return cls(source.name, file, program, detune, low, high, player, peaks, sampled, envelope)
