@@ -11,6 +11,8 @@ A real set with several line-ups (URMP) is grouped by line-up (the instruments i
 order): every group gets its own corpora and models, seated by the ensemble preset of its
 line-up, and is reported on its own, per piece and overall. Model outputs are the parts in
 part order (``1_violin``, ``2_violin``, ...): output i is real part i, its instrument checked.
+With ``outputs="targets"``, each instrument of a line-up gets a target model of its own (that
+instrument against the rest) instead, trained on the same corpus for the same steps.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from .separation.config import resolve_config
 from .versions import versions
 
 VARIANTS = ("dry", "room", "timbre", "performance", "full")
+OUTPUTS = ("voices", "targets")  # one model whose outputs are the parts in part order, or a target model per instrument
 BASE_PRESET = "bach10_like"
 URMP_PRESET = "urmp_like"  # the base preset of any real line-up other than Bach10's
 MONO_MICS = ["mono", "decca_tree_spots_mono"]
@@ -323,12 +326,18 @@ def _generate_variant(label, preset, corpus, seed, jobs, progress, log) -> tuple
     return corpus, summary.tracks, time.perf_counter() - t0
 
 
+def run_folder(out_dir: Path, label: str, target: str | None = None) -> Path:
+    """Where a model is trained: ``runs/<label>``, a target model ``runs/targets/<label>/<instrument>``."""
+    return out_dir / "runs" / label if target is None else out_dir / "runs" / "targets" / label / target
+
+
 def _train_and_score(variant: str, corpus: Path, out_dir: Path, budget: Budget, real: list[str], seed: int,
                      causal: bool, threads: int, progress: bool, group: str | None = None,
-                     names: list[str] | None = None, segment: float | None = None) -> dict:
+                     names: list[str] | None = None, segment: float | None = None, target: str | None = None) -> dict:
     """Train the variant's model (a finished run is reused) and score it on synthetic and real
     tracks. Runs in a worker process of its own. ``group``: the line-up's sub-folder when the
-    real set has several; ``names``: the real tracks of that line-up."""
+    real set has several; ``names``: the real tracks of that line-up; ``target``: train a target
+    model (that instrument against the rest) instead of one output per part."""
     import sys
 
     import torch
@@ -337,18 +346,19 @@ def _train_and_score(variant: str, corpus: Path, out_dir: Path, budget: Budget, 
 
     torch.set_num_threads(threads)
     label = variant if group is None else f"{group}/{variant}"
+    prefix = label if target is None else f"{label} {target}"
 
     def log(msg):
-        print(f"[{label}] {msg}", file=sys.stderr, flush=True)
+        print(f"[{prefix}] {msg}", file=sys.stderr, flush=True)
 
-    run_dir = out_dir / "runs" / label
+    run_dir = run_folder(out_dir, label, target)
     t1 = time.perf_counter()
     model_path = run_dir / "model.pt"
     if not (run_dir / "done").exists():
         overrides = {"epochs": budget.epochs, "steps_per_epoch": budget.steps_per_epoch, "valid_items": budget.valid_items}
         if causal:
             overrides.update({"causal": True, "norm": "cLN"})
-        model_path = train(corpus, run_dir, model=budget.model, seed=seed, progress=progress,
+        model_path = train(corpus, run_dir, model=budget.model, target=target, seed=seed, progress=progress,
                            log=None if progress else log, resume=(run_dir / "last.pt").exists(), **overrides)
         (run_dir / "done").write_text("trained\n")
     t2 = time.perf_counter()
@@ -360,15 +370,16 @@ def _train_and_score(variant: str, corpus: Path, out_dir: Path, budget: Budget, 
         wanted = set(names)
         real_tracks = [t for t in real_tracks if t.name in wanted]
     for track in real_tracks:  # outputs are the parts in part order: output i is real part i
-        if list(separator.instruments) != list(track.instruments):
+        if target is None and list(separator.instruments) != list(track.instruments):
             raise UserError(f"{model_path}: the model separates {', '.join(separator.instruments)} in this order, "
                             f"but {track.name} has {', '.join(track.instruments)}")
     real_results = evaluate_model(separator, real_tracks, metrics=("SDR",))
     t3 = time.perf_counter()
-    scores_dir = out_dir / "scores" if group is None else out_dir / "scores" / group
-    scores_dir.mkdir(parents=True, exist_ok=True)
+    scores_path = (out_dir / "scores" / f"{label}.json" if target is None
+                   else out_dir / "scores" / "targets" / label / f"{target}.json")
+    scores_path.parent.mkdir(parents=True, exist_ok=True)
     scores = {"synthetic": [r.to_json() for r in synthetic], "real": [r.to_json() for r in real_results]}
-    (scores_dir / f"{variant}.json").write_text(json.dumps(scores))
+    scores_path.write_text(json.dumps(scores))
     syn, rea = mean_sdr(synthetic), mean_sdr(real_results)
     log(f"synthetic SDR {_fmt(syn['mean'])} dB, real SDR {_fmt(rea['mean'])} dB")
     row = {
@@ -380,9 +391,38 @@ def _train_and_score(variant: str, corpus: Path, out_dir: Path, budget: Budget, 
         "training_process": {"threads": torch.get_num_threads(),
                              "allocator": "jemalloc" if jemalloc_preloaded() else "default"},
     }
-    if group is not None:  # for the per-part, per-piece and overall tables (not written as such)
+    if target is not None:  # the target's part rows, named as the real parts, for combining the target models
+        parts = {t.name: dict(zip(t.instruments, t.parts)) for t in real_tracks}
+        real_rows = [{**r, "part": parts[r["track"]][target]} for r in part_rows(real_results) if r["instrument"] == target]
+        row["_rows"] = {"synthetic": [r for r in part_rows(synthetic) if r["instrument"] == target],
+                        "real": real_rows, "outputs": [target]}
+        row["model"] = str(model_path)
+    elif group is not None:  # for the per-part, per-piece and overall tables (not written as such)
         row["_rows"] = {"synthetic": part_rows(synthetic), "real": part_rows(real_results),
                         "outputs": list(separator.output_names)}
+    return row
+
+
+def combine_targets(variant: str, rows: list[dict], keep_rows: bool) -> dict:
+    """One row for a variant's target models, one per instrument (in part order): each
+    instrument's scores are its own model's; the means are over the instruments."""
+
+    def merged(kind: str) -> dict:
+        instruments = {r["_rows"]["outputs"][0]: r[kind]["instruments"][r["_rows"]["outputs"][0]] for r in rows}
+        return {"instruments": instruments, "mean": _finite_mean(v["mean"] for v in instruments.values())}
+
+    syn, rea = merged("synthetic"), merged("real")
+    row = {
+        "variant": variant,
+        "synthetic": syn,
+        "real": rea,
+        "gap": (syn["mean"] - rea["mean"]) if syn["mean"] is not None and rea["mean"] is not None else None,
+        "seconds": {k: round(sum(r["seconds"][k] for r in rows), 1) for k in ("train", "evaluate")},
+        "training_process": rows[0]["training_process"],
+        "models": {r["_rows"]["outputs"][0]: r["model"] for r in rows},
+    }
+    if keep_rows:
+        row["_rows"] = {kind: [x for r in rows for x in r["_rows"][kind]] for kind in ("synthetic", "real", "outputs")}
     return row
 
 
@@ -462,6 +502,11 @@ class _Job:
     variant: str
     corpus: Path
     group: Group
+    target: str | None = None  # a target model of this instrument, or one output per part
+
+    @property
+    def key(self) -> str:
+        return self.label if self.target is None else f"{self.label} {self.target}"
 
 
 def _minutes(seconds: float) -> str:
@@ -470,7 +515,7 @@ def _minutes(seconds: float) -> str:
 
 def _train_all(jobs: list[_Job], out_dir, plan, seed, causal, workers, threads, progress, log,
                segment: float | None = None) -> dict:
-    """Every job's scores row (keyed by label), training ``workers`` models at a time with
+    """Every job's scores row (keyed by :attr:`_Job.key`), training ``workers`` models at a time with
     ``threads`` torch threads each, each in a process of its own (with jemalloc preloaded where
     it is installed); a line of progress with an estimate of the time left after each model."""
     import concurrent.futures as cf
@@ -479,6 +524,8 @@ def _train_all(jobs: list[_Job], out_dir, plan, seed, causal, workers, threads, 
     alone = workers == 1
     if not alone:
         runs = out_dir / "runs" / ("<variant>" if all(job.group.key is None for job in jobs) else "<layout>/<variant>")
+        if any(job.target for job in jobs):
+            runs = out_dir / "runs" / "targets" / runs.relative_to(out_dir / "runs") / "<instrument>"
         log(f"training {workers} models at a time ({threads} thread(s) each); epoch lines follow, "
             f"curves in {runs / 'metrics.csv'}")
     # spawn: the parent may already run torch threads, which a forked child would inherit broken
@@ -493,7 +540,7 @@ def _train_all(jobs: list[_Job], out_dir, plan, seed, causal, workers, threads, 
                 several = job.group.key is not None
                 futures[pool.submit(_train_and_score, job.variant, job.corpus, out_dir, plan, job.group.specs, seed,
                                     causal, threads, progress and alone, job.group.key,
-                                    job.group.names if several else None, segment)] = job.label
+                                    job.group.names if several else None, segment, job.target)] = job.key
             done = {}
             for future in cf.as_completed(futures):
                 done[futures[future]] = future.result()
@@ -502,12 +549,13 @@ def _train_all(jobs: list[_Job], out_dir, plan, seed, causal, workers, threads, 
                     left = elapsed / len(done) * (len(jobs) - len(done))
                     log(f"{len(done)}/{len(jobs)} models trained and scored in {_minutes(elapsed)}"
                         + (f", about {_minutes(left)} left" if len(done) < len(jobs) else ""))
-            return {job.label: done[job.label] for job in jobs}
+            return {job.key: done[job.key] for job in jobs}
 
 
 def run_bench(real: list[str], out_dir, budget: str = "smoke", causal: bool = False, seed: int = 0,
               variants=VARIANTS, jobs: int = 1, progress: bool = True, log=print, preset=None,
-              model: str | None = None, score_informed_pieces: bool = False, segment: float | None = None) -> dict:
+              model: str | None = None, score_informed_pieces: bool = False, segment: float | None = None,
+              outputs: str = "voices") -> dict:
     """Run the benchmark; writes results.json, results.md and gap.png into ``out_dir``.
 
     ``preset`` is the corpus preset (name, path or table) the variants switch parts of off; by
@@ -515,7 +563,11 @@ def run_bench(real: list[str], out_dir, budget: str = "smoke", causal: bool = Fa
     ``model`` a model preset (name or TOML) in place of the budget's. ``score_informed_pieces``:
     also adapt each variant's model to every real piece's score (``adapt``) and score it again,
     reported apart from the blind rows. ``segment``: score the real pieces in segments of this
-    many seconds (the study's 15 s) rather than whole.
+    many seconds (the study's 15 s) rather than whole. ``outputs``: ``"voices"``, one model per
+    line-up and variant whose outputs are the parts in part order, or ``"targets"``, one target
+    model (an instrument against the rest) per instrument of the line-up, trained on the same
+    corpus for the same steps each (``runs/targets/``; results-targets.json, .md and .png, so
+    both can share one output folder and its corpora).
 
     A real set of several line-ups is grouped by line-up: corpora, models and scores per group
     under ``corpora/<layout>/<variant>`` (``runs/``, ``scores/`` alike), and the results add a
@@ -539,12 +591,18 @@ def run_bench(real: list[str], out_dir, budget: str = "smoke", causal: bool = Fa
         raise UserError(f"--segment {segment}: must be a positive number of seconds")
     if segment is not None and score_informed_pieces:
         raise UserError("--score-informed adapts to and scores whole pieces: leave out --segment")
+    if outputs not in OUTPUTS:
+        raise UserError(f"--outputs {outputs}: must be one of {', '.join(OUTPUTS)}")
+    if outputs == "targets" and score_informed_pieces:
+        raise UserError("--score-informed adapts models whose outputs are the parts: leave out --outputs targets")
 
     resolve_config(plan.model)  # a bad model preset fails now, not after the first corpus
     pairs = load_real(list(real), segment)
     real_tracks = [t for _, t in pairs]
     groups = group_by_lineup(pairs, list(real))  # a line-up no preset seats fails here
     several = len(groups) > 1
+    if outputs == "targets":
+        check_distinct_instruments(groups)
     if score_informed_pieces:  # a score that cannot be mapped to its piece's parts fails now, not after training
         for track in real_tracks:
             if track.score is not None:
@@ -580,7 +638,10 @@ def run_bench(real: list[str], out_dir, budget: str = "smoke", causal: bool = Fa
                                                     seed, jobs, progress, log)
         corpora[label] = corpus
         generated[label] = ({"path": str(corpus), "tracks": tracks}, round(seconds, 1))
-        train_jobs.append(_Job(label, variant, corpus, group))
+        if outputs == "targets":
+            train_jobs += [_Job(label, variant, corpus, group, target) for target in group.instruments]
+        else:
+            train_jobs.append(_Job(label, variant, corpus, group))
         if len(specs) > 1 and index < len(specs):
             elapsed = time.perf_counter() - started
             log(f"{index}/{len(specs)} corpora in {_minutes(elapsed)}, "
@@ -588,9 +649,12 @@ def run_bench(real: list[str], out_dir, budget: str = "smoke", causal: bool = Fa
     workers, threads = training_workers(jobs, len(train_jobs))
     scored = _train_all(train_jobs, out_dir, plan, seed, causal, workers, threads, progress, log, segment)
     rows = {}
-    for label in specs:
+    for label, (group, variant, _) in specs.items():
         corpus_info, seconds = generated[label]
-        row = scored[label]
+        if outputs == "targets":
+            row = combine_targets(variant, [scored[j.key] for j in train_jobs if j.label == label], several)
+        else:
+            row = scored[label]
         row["corpus"] = corpus_info
         row["seconds"] = {"generate": seconds, **row["seconds"]}
         rows[label] = row
@@ -621,7 +685,10 @@ def run_bench(real: list[str], out_dir, budget: str = "smoke", causal: bool = Fa
                      {"layout": [g.layout for g in groups],
                       "instruments": list(dict.fromkeys(i for g in groups for i in g.instruments))}),
         "excluded": excluded,
-        "training": f"same steps for every variant: {plan.epochs} epochs x {plan.steps_per_epoch} steps, model preset '{plan.model}'",
+        "outputs": outputs,
+        "training": f"same steps for every variant: {plan.epochs} epochs x {plan.steps_per_epoch} steps, model preset '{plan.model}'"
+                    + ("; one target model (the instrument against the rest) per instrument of the line-up, "
+                       "each trained for those steps" if outputs == "targets" else ""),
         "training_workers": {"models_at_a_time": workers, "threads_each": threads},
         "evaluation": evaluation,
     }
@@ -635,10 +702,20 @@ def run_bench(real: list[str], out_dir, budget: str = "smoke", causal: bool = Fa
     results["score_adapted"] = adapted
     results["wall_seconds"] = round(time.perf_counter() - started, 1)
     results["versions"] = versions()
-    (out_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    (out_dir / "results.md").write_text(results_markdown(results))
-    plot_gap(results, out_dir / "gap.png")
+    suffix = "" if outputs == "voices" else f"-{outputs}"
+    (out_dir / f"results{suffix}.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out_dir / f"results{suffix}.md").write_text(results_markdown(results))
+    plot_gap(results, out_dir / f"gap{suffix}.png")
     return results
+
+
+def check_distinct_instruments(groups: list[Group]) -> None:
+    """Target models need each instrument once per line-up: one model cannot tell two violins apart."""
+    for group in groups:
+        repeated = [i for i in dict.fromkeys(group.instruments) if group.instruments.count(i) > 1]
+        if repeated:
+            raise UserError(f"--outputs targets: {group.names[0]} has {group.instruments.count(repeated[0])} "
+                            f"{repeated[0]} parts, which one target model cannot tell apart; use --outputs voices")
 
 
 def _grouped_results(groups: list[Group], variants, rows: dict, piece_of) -> dict:
@@ -701,7 +778,7 @@ def results_markdown(results: dict) -> str:
         return _grouped_markdown(results)
     instruments = results["ensemble"]["instruments"]
     lines = [
-        f"# Synth-vs-real benchmark ({results['budget']['name']} budget{', causal' if results['causal'] else ''})",
+        f"# Synth-vs-real benchmark ({_run_kind(results)})",
         "",
         (f"Real set: {', '.join(results['real'])} ({len(results['real_tracks'])} tracks). {results['training']}. "
         f"{results['evaluation']}."),
@@ -725,12 +802,18 @@ def results_markdown(results: dict) -> str:
 NO_MODEL = "*mixture / parts (no model)*"
 
 
+def _run_kind(results: dict) -> str:
+    """'small budget', with ', causal' and ', target models' where they apply."""
+    return (f"{results['budget']['name']} budget" + (", causal" if results["causal"] else "")
+            + (", target models" if results.get("outputs") == "targets" else ""))
+
+
 def _grouped_markdown(results: dict) -> str:
     groups = results["groups"]
     instruments = results["ensemble"]["instruments"]
     pieces = sum(len(g["pieces"]) for g in groups)
     lines = [
-        f"# Synth-vs-real benchmark ({results['budget']['name']} budget{', causal' if results['causal'] else ''})",
+        f"# Synth-vs-real benchmark ({_run_kind(results)})",
         "",
         (f"Real set: {', '.join(results['real'])} ({len(results['real_tracks'])} tracks, {pieces} pieces in "
         f"{len(groups)} line-ups). Corpora and models per line-up. {results['training']}. {results['evaluation']}."),
@@ -756,7 +839,8 @@ def _grouped_markdown(results: dict) -> str:
         mapping = ", ".join(f"{out} -> part {part}" for out, part in group["outputs"].items())
         lines += [(f"## Line-up {', '.join(group['instruments'])} (preset {group['layout']}; "
                   f"{len(group['pieces'])} piece(s): {', '.join(group['pieces'])})"), "",
-                  f"Model outputs in part order: {mapping}.", "",
+                  (f"One target model per part: {mapping}." if results.get("outputs") == "targets"
+                   else f"Model outputs in part order: {mapping}."), "",
                   "| variant | synthetic SDR | real SDR | gap | " + " | ".join(f"real {p}" for p in parts) + " |",
                   "|---|---:|---:|---:|" + "---:|" * len(parts)]
         for row in group["variants"]:

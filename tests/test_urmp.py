@@ -472,3 +472,56 @@ def test_a_piece_given_twice_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "track '01_Jupiter_vn_vc' is also in" in err and err.count("\n") == 1
     assert not out.exists()
+
+
+# -- target models: one per instrument, against voice-ordered models ---------------------
+
+
+@pytest.fixture(scope="module")
+def targets(tmp_path_factory, cache):
+    real = tmp_path_factory.mktemp("urmp_targets")
+    urmp_piece(real, BACH10_PIECES[0], 1, "AchGott", ["vn", "cl"])
+    os.symlink(JUPITER, real / JUPITER.name)
+    out = tmp_path_factory.mktemp("bench") / "run"
+    assert main(["bench", "--real", f"urmp:{real}", "--budget", "smoke", "--variants", "dry", "--segment", "15",
+                 "--outputs", "targets", "-o", str(out), "--jobs", "2"]) == 0
+    return out, json.loads((out / "results-targets.json").read_text())
+
+
+def test_target_models_one_per_instrument_scored_as_the_real_parts(targets):
+    out, results = targets
+    assert results["outputs"] == "targets" and not (out / "results.json").exists()
+    groups = {g["layout"]: g for g in results["groups"]}
+    assert set(groups) == {"vn_cl", "violin_cello"}
+    for layout, group in groups.items():
+        [row] = group["variants"]
+        assert set(row["models"]) == set(group["instruments"]) and set(row["parts"]) == set(group["parts"])
+        assert group["outputs"] == dict(zip(group["instruments"], group["parts"]))
+        for instrument, part in zip(group["instruments"], group["parts"]):
+            run = out / "runs" / "targets" / layout / "dry" / instrument
+            assert row["models"][instrument] == str(run / "model.pt") and (run / "model.pt").is_file()
+            # each part's score is its own target model's score of the target output on that part
+            scores = json.loads((out / "scores" / "targets" / layout / "dry" / f"{instrument}.json").read_text())
+            own = [t["summary"]["SDR"] for track in scores["real"] for t in track["targets"] if t["name"] == instrument]
+            assert len(own) == len(group["tracks"])
+            assert row["parts"][part] == pytest.approx(np.mean(own))
+            assert row["real"]["instruments"][instrument]["mean"] == pytest.approx(np.mean(own))
+    # the violin pools both line-ups' violin parts, each scored by its own line-up's violin model
+    overall = results["variants"][0]["real"]["instruments"]["violin"]
+    assert overall["tracks"] == sum(len(g["tracks"]) for g in groups.values())
+    table = (out / "results-targets.md").read_text()
+    assert "(smoke budget, target models)" in table
+    assert "One target model per part: violin -> part 1_violin, clarinet -> part 2_clarinet" in table
+    assert (out / "gap-targets.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_target_models_refuse_two_parts_of_one_instrument(tmp_path, capsys):
+    real = tmp_path / "real"
+    violin_duet(real)
+    out = tmp_path / "o"
+    assert main(["bench", "--real", f"urmp:{real}", "--outputs", "targets", "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "04_Duet_vn_vn has 2 violin parts, which one target model cannot tell apart; use --outputs voices" in err
+    assert err.count("\n") == 1 and not out.exists()
+    assert main(["bench", "--real", f"urmp:{URMP}", "--outputs", "targets", "--score-informed", "-o", str(out)]) == 2
+    assert "leave out --outputs targets" in capsys.readouterr().err and not out.exists()

@@ -12,7 +12,7 @@ from ..evaluation.metrics import METRICS
 from ..evaluation.model_scoring import evaluate_model
 from ..evaluation.report import write_report
 from ..fileio import atomic_directory
-from ..synth_vs_real import BASE_PRESET, URMP_PRESET, VARIANTS, run_bench
+from ..synth_vs_real import BASE_PRESET, OUTPUTS, URMP_PRESET, VARIANTS, run_bench
 from .group import cli
 
 
@@ -55,8 +55,11 @@ def evaluate(model_path, dataset, segment, out_dir, sdr_only, device):
 @click.option("--jobs", "-j", type=int, default=None, help="Worker processes: corpus generation, and models trained side by side [default: one per core].")
 @click.option("--score-informed", is_flag=True, help="Also adapt each variant's model to every real piece's score "
               "(`adapt`, the budget's renditions and minutes per piece) and report it apart from the blind rows.")
+@click.option("--outputs", default="voices", show_default=True, type=click.Choice(OUTPUTS),
+              help="voices: one model per line-up, its outputs the parts in part order; targets: one target model "
+              "(the instrument against the rest) per instrument, results in results-targets.*.")
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False))
-def bench(real, budget, causal, preset, model, variants, segment, seed, jobs, score_informed, out_dir):
+def bench(real, budget, causal, preset, model, variants, segment, seed, jobs, score_informed, outputs, out_dir):
     """Train on synthetic corpora variant by variant, score on real recordings.
 
     A real set of several line-ups (URMP) gets corpora and models per line-up and a table per
@@ -66,5 +69,5 @@ def bench(real, budget, causal, preset, model, variants, segment, seed, jobs, sc
     run_bench(list(real), out_dir, budget=budget, causal=causal, seed=seed,
               variants=[v.strip() for v in variants.split(",") if v.strip()],
               jobs=jobs or os.cpu_count() or 1, log=lambda m: click.echo(m, err=True), preset=preset, model=model,
-              score_informed_pieces=score_informed, segment=segment)
-    click.echo((Path(out_dir) / "results.md").read_text())
+              score_informed_pieces=score_informed, segment=segment, outputs=outputs)
+    click.echo((Path(out_dir) / ("results.md" if outputs == "voices" else f"results-{outputs}.md")).read_text())
