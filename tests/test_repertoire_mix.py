@@ -147,7 +147,7 @@ def test_a_source_left_without_pieces_is_one_line_naming_the_file_and_source(tmp
     assert not out.exists()  # refused before corpus.toml is written
 
 
-def test_a_source_that_cannot_seat_the_ensemble_is_one_line_naming_the_file_and_source(tmp_path):
+def test_a_source_that_cannot_seat_the_ensemble_is_one_line_naming_the_file_and_source(tmp_path, capsys):
     duets = tmp_path / "duets"
     duets.mkdir()
     write_midi(duets / "duet.mid", [("upper", 40, [(0.0, 1.0, 72), (1.0, 2.0, 74)]),
@@ -158,7 +158,16 @@ def test_a_source_that_cannot_seat_the_ensemble_is_one_line_naming_the_file_and_
     with pytest.raises(UserError) as exc:
         for index in range(20):  # the duet is drawn for some track: it has two voices for four players
             sample_track(path, "train", index, seed=0)
-    _one_line(exc, path, "[repertoire] key 'source'", f"'{source}'", "no piece fits a 4-part ensemble")
+    _one_line(exc, path, "[repertoire] key 'source'", f"'{source}'", "no piece fits a 4-part ensemble",
+              "(1 of its 1 pieces tried)")
+    # generate refuses it before anything is written
+    out = tmp_path / "out"
+    assert main(["generate", "--preset", path, "-o", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path}") and err.count("\n") == 1
+    assert (f"source '{source}' has no piece of 4 voices for the ensemble string_quartet (violin, violin, viola, "
+            "cello) with part_policy 'skip'") in err
+    assert not out.exists()
     # with part_policy 'fit' the same choice seats the quartet (duet voices doubled)
     fit = _preset_file(tmp_path, {"choice": [QUARTETS, source]}, part_policy="fit", exclude=list(SLOW_WORKS))
     drawn = {sample_track(fit, "train", i, seed=0)["source"]["repertoire"] for i in range(12)}

@@ -28,6 +28,8 @@ from tqdm import tqdm
 from ..acoustics.rir_cache import RirCache
 from ..errors import UserError
 from ..fileio import write_json_atomic
+from ..music.arrangement import fitting_piece
+from ..music.repertoire import RepertoireChoice
 from ..workers import die_with_parent
 from . import augment as augment_mod
 from . import format as corpus_format
@@ -261,9 +263,28 @@ def check_scenes(preset: dict, seed: int) -> None:
             raise UserError(f"{source}: the scene of {split} room group {group}: {exc}") from None
 
 
+def check_repertoire(preset: dict, seed: int) -> None:
+    """Every source of the repertoire has a piece for every line-up the room groups draw, checked
+    before anything is written (the first piece that fits ends each search)."""
+    repertoire = repertoire_of(preset)  # a source left without pieces fails here (lists are cached)
+    sources = list(repertoire.repertoires.values()) if isinstance(repertoire, RepertoireChoice) else [repertoire]
+    policy = preset["repertoire"]["part_policy"]
+    lineups = {}
+    for split, group in sorted({(split, group) for split, _, group in plan(preset)}):
+        layout, names = ensemble_for_group(preset, seed, split, group)
+        lineups.setdefault(tuple(names), layout)
+    for names, layout in lineups.items():
+        for source in sources:
+            if fitting_piece(source, list(names), policy) is None:
+                label = layout if isinstance(layout, str) else layout.get("name", "inline")
+                raise UserError(f"{preset.get('_source', '<preset>')}: [repertoire] source '{source.source}' has no "
+                                f"piece of {len(names)} voices for the ensemble {label} ({', '.join(names)}) with "
+                                f"part_policy '{policy}'; use part_policy = \"fit\" or another source")
+
+
 def _generate(preset, out_dir, seed, executor, jobs, dry_run, write_dry, write_midi, rir_cache, augmentations,
               progress, start, card=True) -> Summary:
-    repertoire_of(preset)  # a source left without pieces fails here, before anything is written (lists are cached)
+    check_repertoire(preset, seed)
     check_scenes(preset, seed)
     corpus_format.check_or_write_corpus_toml(out_dir, preset, seed, augmentations)
     corpus_format.clean_temporaries(out_dir)

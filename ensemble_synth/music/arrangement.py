@@ -113,8 +113,14 @@ def load_piece(source: dict) -> Piece:
 
 def choose_piece(repertoire: Repertoire, names: list[str], policy: str, rng: np.random.Generator):
     """A piece that fits the line-up and its voice per part, drawn from ``rng``."""
+    tried: set[str] = set()  # a piece that did not fit will not fit when drawn again
     for _ in range(MAX_SOURCE_TRIES):
+        if len(tried) == len(repertoire.ids):
+            break
         pid = repertoire.ids[int(rng.integers(len(repertoire.ids)))]
+        if pid in tried:
+            continue
+        tried.add(pid)
         piece = repertoire.load(pid)
         if repertoire.melody_exclusion(piece):
             continue
@@ -123,8 +129,17 @@ def choose_piece(repertoire: Repertoire, names: list[str], policy: str, rng: np.
             return piece, voices
     raise UserError(
         f"repertoire '{repertoire.source}': no piece fits a {len(names)}-part ensemble "
-        f"({', '.join(names)}) with part_policy '{policy}' after {MAX_SOURCE_TRIES} draws"
+        f"({', '.join(names)}) with part_policy '{policy}' ({len(tried)} of its {len(repertoire.ids)} pieces tried)"
     )
+
+
+def fitting_piece(repertoire: Repertoire, names: list[str], policy: str) -> str | None:
+    """The first piece of the source, in its order, that fits the line-up; None if none does
+    (every piece is then loaded once)."""
+    for pid in repertoire.ids:
+        if assign_voices(repertoire.load(pid), names, policy) is not None:
+            return pid
+    return None
 
 
 def sample_window(piece: Piece, voices: list[int], excerpt_seconds: float, tempo_bpm: float,
