@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -310,6 +311,13 @@ def test_help_is_unchanged(capsys):
     assert "--overwrite" in out and "Replace an existing PNG file." in out
     assert main([]) == 2  # the bare group prints its help, as click does
     assert capsys.readouterr().err.startswith("Usage: ensemble-synth [OPTIONS] COMMAND [ARGS]...\n")
+
+
+def test_python_dash_m_runs_the_command():
+    done = subprocess.run([sys.executable, "-m", "ensemble_synth", "bogus"], capture_output=True, text=True)
+    assert done.returncode == 2 and done.stderr == "error: No such command 'bogus'.\n"
+    done = subprocess.run([sys.executable, "-m", "ensemble_synth", "plan", "--help"], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.startswith("Usage: ensemble-synth plan [OPTIONS]")
 
 
 # --- a corpus asked for dry stems or MIDI it was made without -----------------------------------
