@@ -356,6 +356,8 @@ def layer_of(module: str) -> str | None:
         return "synth_vs_real"
     if rest == "torch":  # ensemble_synth.torch: the corpus as a torch Dataset
         return "separation"
+    if rest == "__main__":  # python -m ensemble_synth: the command line
+        return "cli"
     if top in ("music", "synthesis", "acoustics", "corpus", "separation", "evaluation", "cli"):
         return top
     return None
