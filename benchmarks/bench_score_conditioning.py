@@ -69,11 +69,13 @@ def first_mix_digest(run: Path) -> str:
 def score_piece(track, args, out: Path) -> dict:
     runs = {"adapted": out / track.name / "adapted", "conditioned": out / track.name / "conditioned"}
     models = {kind: adapted_model(track, run, args, kind == "conditioned") for kind, run in runs.items()}
-    separators = {"general": load_separator(args.model), **{kind: load_separator(path) for kind, path in models.items()}}
+    separators = {"general": load_separator(args.model),
+                  **{kind: load_separator(path) for kind, path in models.items()}}
     results = {"mixture": evaluate_mixture([track]),
                **{kind: evaluate_model(separator, [track], metrics=("SDR",)) for kind, separator in separators.items()}}
     same = first_mix_digest(runs["adapted"]) == first_mix_digest(runs["conditioned"])
-    return {"sdr": {kind: mean_sdr(r) for kind, r in results.items()}, "same_renditions": same}
+    epochs = {kind: json.loads((run / "adapt.json").read_text())["best_epoch"] for kind, run in runs.items()}
+    return {"sdr": {kind: mean_sdr(r) for kind, r in results.items()}, "same_renditions": same, "best_epoch": epochs}
 
 
 def markdown(pieces: dict, left_out: dict, args, seconds: float) -> str:
@@ -89,17 +91,22 @@ def markdown(pieces: dict, left_out: dict, args, seconds: float) -> str:
         sdr = piece["sdr"]
         for inst in sdr["general"]["instruments"]:
             cells = [sdr[kind]["instruments"][inst]["mean"] for kind in KINDS]
-            lines.append(f"| {name} | {inst} | " + " | ".join(f"{c:.2f}" for c in cells) + f" | {cells[3] - cells[2]:+.2f} |")
+            lines.append(f"| {name} | {inst} | " + " | ".join(f"{c:.2f}" for c in cells)
+                         + f" | {cells[3] - cells[2]:+.2f} |")
         cells = [sdr[kind]["mean"] for kind in KINDS]
         for kind, value in zip(KINDS, cells):
             means[kind].append(value)
-        lines.append(f"| {name} | **mean** | " + " | ".join(f"{c:.2f}" for c in cells) + f" | {cells[3] - cells[2]:+.2f} |")
+        lines.append(f"| {name} | **mean** | " + " | ".join(f"{c:.2f}" for c in cells)
+                     + f" | {cells[3] - cells[2]:+.2f} |")
     if pieces:
         cells = [float(np.mean(means[kind])) for kind in KINDS]
         lines.append("| **all pieces** | **mean** | " + " | ".join(f"**{c:.2f}**" for c in cells)
                      + f" | **{cells[3] - cells[2]:+.2f}** |")
     lines.append("")
     for name, piece in pieces.items():
+        epochs = piece["best_epoch"]
+        lines.append(f"{name}: best epoch adapted {epochs['adapted']}, conditioned {epochs['conditioned']} "
+                     "(0: no epoch beat the general model on the renditions' validation split, so it was kept).")
         if not piece["same_renditions"]:
             lines.append(f"Warning: {name}: the two adaptations rendered different audio.")
     for name, reason in left_out.items():
@@ -110,7 +117,8 @@ def markdown(pieces: dict, left_out: dict, args, seconds: float) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", required=True, type=Path, help="the general model (model.pt) both adaptations start from")
+    parser.add_argument("--model", required=True, type=Path,
+                        help="the general model (model.pt) both adaptations start from")
     parser.add_argument("--real", action="append", required=True, help="KIND:PATH of real pieces (repeatable)")
     parser.add_argument("--renditions", type=int, default=160)
     parser.add_argument("--minutes", type=float, default=3.0, help="fine-tuning wall time of each adaptation")
