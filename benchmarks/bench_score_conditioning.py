@@ -4,9 +4,12 @@ Usage (full size: two adaptations a piece, each rendering ``--renditions`` and t
 ``--minutes``; about an hour for the three Bach10 development pieces on two cores):
 
     LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2 MALLOC_CONF=dirty_decay_ms:-1,muzzy_decay_ms:-1 \\
-        .venv/bin/python benchmarks/bench_score_conditioning.py --model runs/timbre/model.pt \\
-        --real bach10:/work/shared/real/bach10 --real urmp:/work/shared/real/urmp \\
+        .venv/bin/python benchmarks/bench_score_conditioning.py --model BENCH/runs/timbre/model.pt \\
+        --preset BENCH/corpora/timbre --real bach10:/work/shared/real/bach10 --real urmp:/work/shared/real/urmp \\
         --renditions 160 --minutes 3 --out runs/score_conditioning
+
+(``--preset``: the general model's own training corpus, so the renditions have its timbres,
+rooms and channel count; ``--steps N`` also caps both fine-tunings at the same step count.)
 
 For each real piece with a score (MIDI) and note annotations (Bach10 ``-GTNotes.mat``, URMP
 ``Notes_*.txt``) whose parts the general model separates, the same general model is adapted
@@ -25,6 +28,7 @@ import hashlib
 import json
 import shutil
 import time
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +39,15 @@ from ensemble_synth.evaluation.model_scoring import evaluate_mixture, evaluate_m
 from ensemble_synth.separation import load_separator, read_checkpoint
 
 KINDS = ("mixture", "general", "adapted", "conditioned")
+
+
+def rendition_base(value: str):
+    """``--preset``: a corpus preset name or TOML file, or a corpus folder (the preset it was
+    generated from, as its corpus.toml records it: the general model's own training corpus)."""
+    record = Path(value) / "corpus.toml"
+    if record.is_file():
+        return tomllib.loads(record.read_text())["preset"]
+    return value
 
 
 def why_left_out(track, instruments: list[str]) -> str | None:
@@ -55,7 +68,7 @@ def adapted_model(track, run: Path, args, conditioned: bool) -> Path:
         return best
     shutil.rmtree(run, ignore_errors=True)  # an interrupted adaptation starts again
     return adapt(track.score, run, model=args.model, ensemble=list(track.instruments), renditions=args.renditions,
-                 minutes=args.minutes, seed=args.seed, base_preset=args.preset, model_preset=args.model_preset,
+                 minutes=args.minutes, max_steps=args.steps, seed=args.seed, base_preset=args.preset, model_preset=args.model_preset,
                  jobs=args.jobs, progress=False, log=lambda m: print(f"  {m}", flush=True),
                  condition_on_score=conditioned)
 
@@ -74,14 +87,21 @@ def score_piece(track, args, out: Path) -> dict:
     results = {"mixture": evaluate_mixture([track]),
                **{kind: evaluate_model(separator, [track], metrics=("SDR",)) for kind, separator in separators.items()}}
     same = first_mix_digest(runs["adapted"]) == first_mix_digest(runs["conditioned"])
-    epochs = {kind: json.loads((run / "adapt.json").read_text())["best_epoch"] for kind, run in runs.items()}
-    return {"sdr": {kind: mean_sdr(r) for kind, r in results.items()}, "same_renditions": same, "best_epoch": epochs}
+    records = {kind: json.loads((run / "adapt.json").read_text()) for kind, run in runs.items()}
+    return {"sdr": {kind: mean_sdr(r) for kind, r in results.items()}, "same_renditions": same,
+            "best_epoch": {kind: r["best_epoch"] for kind, r in records.items()},
+            "steps": {kind: int(r["history"][-1]["step"]) for kind, r in records.items()}}
+
+
+def _preset_name(preset) -> str:
+    return preset.get("name", "preset") if isinstance(preset, dict) else str(preset)
 
 
 def markdown(pieces: dict, left_out: dict, args, seconds: float) -> str:
     lines = ["# Score-conditioned vs plain adaptation (real SDR, dB)", "",
              f"General model {args.model}; per piece {args.renditions} renditions of its score "
-             f"({args.preset}), {args.minutes:g} min of fine-tuning, seed {args.seed}, for both adaptations. "
+             f"({_preset_name(args.preset)}), {args.minutes:g} min" + (f" or {args.steps} steps" if args.steps else "")
+             + f" of fine-tuning, seed {args.seed}, for both adaptations. "
              "The conditioned model separates with the piece's annotated notes. SDR: BSSEval v4 images, "
              "median over 1 s frames per part.", "",
              "| piece | instrument | mixture / parts | general | adapted | conditioned | conditioned - adapted |",
@@ -105,7 +125,9 @@ def markdown(pieces: dict, left_out: dict, args, seconds: float) -> str:
     lines.append("")
     for name, piece in pieces.items():
         epochs = piece["best_epoch"]
-        lines.append(f"{name}: best epoch adapted {epochs['adapted']}, conditioned {epochs['conditioned']} "
+        steps = piece["steps"]
+        lines.append(f"{name}: steps trained adapted {steps['adapted']}, conditioned {steps['conditioned']}; "
+                     f"best epoch adapted {epochs['adapted']}, conditioned {epochs['conditioned']} "
                      "(0: no epoch beat the general model on the renditions' validation split, so it was kept).")
         if not piece["same_renditions"]:
             lines.append(f"Warning: {name}: the two adaptations rendered different audio.")
@@ -122,8 +144,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--real", action="append", required=True, help="KIND:PATH of real pieces (repeatable)")
     parser.add_argument("--renditions", type=int, default=160)
     parser.add_argument("--minutes", type=float, default=3.0, help="fine-tuning wall time of each adaptation")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="also stop each fine-tuning after this many steps (the same steps for both)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--preset", default=BASE_PRESET, help="corpus preset of the renditions' timbres, rooms, mics")
+    parser.add_argument("--preset", default=BASE_PRESET, type=rendition_base,
+                        help="the renditions' timbres, rooms and mics: a corpus preset, or a corpus folder "
+                             "(use the general model's training corpus: its channels must match the model's)")
     parser.add_argument("--model-preset", default="small", help="training settings of the fine-tuning")
     parser.add_argument("--jobs", type=int, default=1, help="processes rendering the renditions")
     parser.add_argument("--pieces", nargs="*", help="only these pieces (names)")
@@ -146,7 +172,8 @@ def main(argv: list[str] | None = None) -> None:
     text = markdown(pieces, left_out, args, time.monotonic() - started)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.md").write_text(text)
-    (args.out / "results.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
+    arguments = {k: _preset_name(v) if k == "preset" else str(v) for k, v in vars(args).items()}
+    (args.out / "results.json").write_text(json.dumps({"args": arguments,
                                                        "pieces": pieces, "left_out": left_out}, indent=1))
     print(text)
 
