@@ -68,7 +68,8 @@ def adapted_model(track, run: Path, args, conditioned: bool) -> Path:
         return best
     shutil.rmtree(run, ignore_errors=True)  # an interrupted adaptation starts again
     return adapt(track.score, run, model=args.model, ensemble=list(track.instruments), renditions=args.renditions,
-                 minutes=args.minutes, max_steps=args.steps, seed=args.seed, base_preset=args.preset, model_preset=args.model_preset,
+                 minutes=args.minutes, max_steps=args.steps, seed=args.seed, base_preset=args.preset,
+                 model_preset=args.model_preset,
                  jobs=args.jobs, progress=False, log=lambda m: print(f"  {m}", flush=True),
                  condition_on_score=conditioned)
 
