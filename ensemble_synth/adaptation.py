@@ -15,6 +15,11 @@ RUN/adapt.json      what was asked, the model it started from, the validation SD
 
 Same score, model, seed and budget give the same renditions; the training is as
 deterministic as the trainer is on one machine.
+
+``condition_on_score=True`` (a prototype, not yet measured against plain adaptation) writes
+the renditions with their performed MIDI and fine-tunes a score-conditioned copy of the
+model (:mod:`.separation.score_roll`; the new layer starts at zero, so training starts from
+the general model's behaviour); the adapted model then separates with the piece's notes.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from .corpus.preset import resolve_preset
 from .errors import UserError
 from .fileio import check_output_dir, write_json_atomic
 from .music.score import load_midi
+from .separation.score_roll import FEATURES
 
 DEFAULT_RENDITIONS = 160
 DEFAULT_MINUTES = 5.0
@@ -75,8 +81,10 @@ def score_instruments(score: Path, ensemble: list[str] | None, parts: dict[int, 
 def adapt(score, out_dir, model=None, ensemble: list[str] | None = None, parts: dict[int, str] | None = None,
           renditions: int = DEFAULT_RENDITIONS, minutes: float = DEFAULT_MINUTES, seed: int = 0,
           base_preset: str | dict = BASE_PRESET, model_preset: str = "small", jobs: int = 1,
-          max_steps: int | None = None, progress: bool = True, log=print) -> Path:
-    """Adapt ``model`` (a general checkpoint, or None to train from scratch) to ``score``; returns RUN/model.pt."""
+          max_steps: int | None = None, progress: bool = True, log=print, condition_on_score: bool = False) -> Path:
+    """Adapt ``model`` (a general checkpoint, or None to train from scratch) to ``score``; returns RUN/model.pt.
+
+    ``condition_on_score``: fine-tune a score-conditioned model on renditions written with MIDI."""
     from .separation import read_checkpoint, train
 
     score, out_dir = Path(score), Path(out_dir)
@@ -102,10 +110,12 @@ def adapt(score, out_dir, model=None, ensemble: list[str] | None = None, parts: 
     try:
         corpus = out_dir / "renditions"
         log(f"rendering {renditions} renditions of {score.name} ({', '.join(instruments)})")
-        generate(preset, corpus, seed=seed, jobs=jobs, rir_cache=None, progress=progress)
+        conditioning = {"write_midi": True} if condition_on_score else {}
+        generate(preset, corpus, seed=seed, jobs=jobs, rir_cache=None, progress=progress, **conditioning)
         run = out_dir / "training"
+        conditioning = {"score_features": FEATURES} if condition_on_score else {}
         best = train(corpus, run, model=model_preset, max_minutes=minutes, max_steps=max_steps, seed=seed,
-                     progress=progress, init_from=model, log=log)
+                     progress=progress, init_from=model, log=log, **conditioning)
         shutil.copyfile(best, out_dir / "model.pt")
         with open(run / "metrics.csv", newline="") as f:
             history = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
@@ -115,6 +125,7 @@ def adapt(score, out_dir, model=None, ensemble: list[str] | None = None, parts: 
             "renditions": renditions, "minutes": minutes, "seed": seed,
             "valid_sdr_start": history[0]["valid_sdr"] if model is not None and history else None,
             "valid_sdr_best": chosen.get("valid_sdr"), "best_epoch": chosen.get("epoch"), "history": history,
+            **({"score_conditioned": True} if condition_on_score else {}),
         })
     except BaseException:
         if created:

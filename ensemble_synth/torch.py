@@ -26,6 +26,13 @@ starts at each epoch; with ``persistent_workers=True`` it does not reach them. T
 ``valid`` and ``test`` splits give fixed segments instead (evenly spread over the tracks,
 no randomness, no remixing), unless ``fixed=False``.
 
+With ``score=True`` (a score-conditioned model's data) every example also carries its
+score roll ``(outputs, FEATURES, frames)`` (:mod:`ensemble_synth.separation.score_roll`), read
+from the tracks' performed MIDI (``midi/<part>.mid``, written by ``generate --midi``) over
+the same window as the audio; a remixed output carries the roll of the track it came from.
+``__getitem__`` then gives ``(mixture, sources, roll)``, and ``example``, ``batch`` and
+``stack`` give ``(sources, rolls)``.
+
 The dataset holds only the manifest rows and plain numbers (it pickles for ``spawn``
 workers); each example opens the stems it reads, through :meth:`TrackEntry.stem_path`,
 so WAV and FLAC corpora both work.
@@ -47,6 +54,7 @@ from .corpus.preset import SPLITS
 from .errors import UserError
 from .separation import INSTALL_HINT
 from .separation.data import (
+    ScoreRolls,
     SegmentSampler,
     SourceLayout,
     check_channels,
@@ -55,6 +63,7 @@ from .separation.data import (
     read_sources,
     validation_segments,
 )
+from .separation.score_roll import frames_for
 
 try:
     import torch
@@ -76,14 +85,16 @@ class CorpusDataset(Dataset):
     of the random segments. examples: the length of an epoch (default: as many segments as
     the split's duration holds, at least one). gain_db: remixed outputs get a random gain
     within +-gain_db. fixed: fixed segments instead of random ones (default for ``valid``
-    and ``test``). check: check every stem's header against the manifest first.
+    and ``test``). check: check every stem's header against the manifest first. score: also
+    give each example's score roll (needs the tracks' ``midi/``).
 
     Bad arguments and damaged corpora are refused with :class:`UserError` naming the corpus.
     """
 
     def __init__(self, corpus: str | Path, segment_seconds: float = 4.0, sample_rate: int | None = None,
                  remix: float = 0.0, target: str | None = None, split: str = "train", seed: int = 0, *,
-                 examples: int | None = None, gain_db: float = 0.0, fixed: bool | None = None, check: bool = True):
+                 examples: int | None = None, gain_db: float = 0.0, fixed: bool | None = None, check: bool = True,
+                 score: bool = False):
         corpus = Path(corpus)
         if split not in SPLITS:
             raise UserError(f"{corpus}: split {split!r}: expected one of {', '.join(SPLITS)}")
@@ -100,19 +111,22 @@ class CorpusDataset(Dataset):
         if check:
             check_stems(chosen)
         self._setup(chosen, layout, sample_rate, segment_seconds, remix=remix, gain_db=gain_db, seed=seed,
-                    examples=examples, fixed=split != "train" if fixed is None else fixed, where=str(corpus))
+                    examples=examples, fixed=split != "train" if fixed is None else fixed, where=str(corpus),
+                    score=score)
 
     @classmethod
     def from_tracks(cls, tracks: Sequence[TrackEntry], layout: SourceLayout, sample_rate: int,
                     segment_seconds: float, *, remix: float = 0.0, gain_db: float = 0.0, seed: int = 0,
-                    examples: int | None = None, fixed: bool = False, where: str = "training data") -> CorpusDataset:
+                    examples: int | None = None, fixed: bool = False, where: str = "training data",
+                    score: bool = False) -> CorpusDataset:
         """A dataset of manifest rows already chosen and checked (the bundled trainer's)."""
         dataset = cls.__new__(cls)
         dataset._setup(list(tracks), layout, sample_rate, segment_seconds, remix=remix, gain_db=gain_db, seed=seed,
-                       examples=examples, fixed=fixed, where=where)
+                       examples=examples, fixed=fixed, where=where, score=score)
         return dataset
 
-    def _setup(self, tracks, layout, sample_rate, segment_seconds, *, remix, gain_db, seed, examples, fixed, where):
+    def _setup(self, tracks, layout, sample_rate, segment_seconds, *, remix, gain_db, seed, examples, fixed, where,
+               score=False):
         if not tracks:
             raise UserError(f"{where}: no tracks")
         sample_rate = _whole(sample_rate, "sample_rate", where, minimum=1)
@@ -136,6 +150,13 @@ class CorpusDataset(Dataset):
         self.remix, self.gain_db, self.fixed, self.epoch = remix, gain_db, bool(fixed), 0
         self._sampler = SegmentSampler(self.tracks, layout, sample_rate, samples, remix, gain_db)
         self._segments = validation_segments(self.tracks, sample_rate, samples, self.examples) if self.fixed else None
+        self._rolls = ScoreRolls(self.tracks, layout, where) if score else None
+        self.score_frames = frames_for(samples, sample_rate)
+
+    @property
+    def score(self) -> bool:
+        """Whether examples carry their score roll."""
+        return self._rolls is not None
 
     @property
     def output_names(self) -> tuple[str, ...]:
@@ -144,7 +165,10 @@ class CorpusDataset(Dataset):
     def __len__(self) -> int:
         return self.examples
 
-    def __getitem__(self, index) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, index) -> tuple[torch.Tensor, ...]:
+        if self.score:
+            sources, roll = (torch.from_numpy(a) for a in self.example(index))
+            return sources.sum(0), sources, roll
         sources = torch.from_numpy(self.example(index))
         return sources.sum(0), sources
 
@@ -152,9 +176,9 @@ class CorpusDataset(Dataset):
         """Random segments of epoch ``epoch`` from now on (as ``DistributedSampler.set_epoch``)."""
         self.epoch = _whole(epoch, "epoch", "CorpusDataset.set_epoch", minimum=0)
 
-    def example(self, index, epoch: int | None = None) -> np.ndarray:
+    def example(self, index, epoch: int | None = None):
         """Sources ``(outputs, channels, samples)`` of example ``index`` (of ``epoch``, default the
-        current one), as numpy float32; their sum is the mixture."""
+        current one), as numpy float32; their sum is the mixture. With ``score``: (sources, roll)."""
         index = operator.index(index)
         if index < 0:
             index += self.examples
@@ -162,25 +186,38 @@ class CorpusDataset(Dataset):
             raise IndexError(f"example {index} of {self.examples}")
         if self.fixed:
             track, start = self._segments[index]
-            return read_sources(track, self.layout.groups(track), start, self.segment_samples, self.sample_rate)
-        return self._sampler.example(self.generator(index, epoch))
+            sources = read_sources(track, self.layout.groups(track), start, self.segment_samples, self.sample_rate)
+            origins = [(track, start)] * len(self.output_names)
+        else:
+            sources, origins = self._sampler.example_and_origins(self.generator(index, epoch))
+        if self.score:
+            return sources, self._rolls.roll(origins, self.score_frames)
+        return sources
 
     def generator(self, index: int, epoch: int | None = None) -> np.random.Generator:
         """The random generator of example ``index`` of ``epoch``: derived from (seed, epoch, index) alone."""
         epoch = self.epoch if epoch is None else epoch
         return np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(epoch, index)))
 
-    def batch(self, rng: np.random.Generator, size: int, readers: Executor | None = None) -> np.ndarray:
+    def batch(self, rng: np.random.Generator, size: int, readers: Executor | None = None):
         """Sources ``(size, outputs, channels, samples)`` drawn one after another from ``rng``: the
         bundled trainer's stream (its generator is checkpointed to resume it). ``readers``: a
-        thread pool that reads each example's stems concurrently (the same batch)."""
+        thread pool that reads each example's stems concurrently (the same batch). With ``score``:
+        (sources, rolls ``(size, outputs, FEATURES, frames)``)."""
         if self.fixed:
             raise UserError("batch: a dataset of fixed segments has no random stream (use stack())")
-        return self._sampler.batch(rng, size, readers)
+        if not self.score:
+            return self._sampler.batch(rng, size, readers)
+        drawn = [self._sampler.example_and_origins(rng, readers) for _ in range(size)]
+        return (np.stack([sources for sources, _ in drawn]),
+                np.stack([self._rolls.roll(origins, self.score_frames) for _, origins in drawn]))
 
-    def stack(self) -> np.ndarray:
+    def stack(self):
         """Every example of the epoch, ``(examples, outputs, channels, samples)`` (the fixed
-        validation items of the bundled trainer)."""
+        validation items of the bundled trainer). With ``score``: (sources, rolls)."""
+        if self.score:
+            drawn = [self.example(i) for i in range(self.examples)]
+            return np.stack([sources for sources, _ in drawn]), np.stack([roll for _, roll in drawn])
         return np.stack([self.example(i) for i in range(self.examples)])
 
     def __repr__(self) -> str:

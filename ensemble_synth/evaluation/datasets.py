@@ -4,7 +4,8 @@
 
 - ``bach10``: Bach10's native layout, one folder a piece holding
   ``NN-Name-{violin,clarinet,saxphone,bassoon}.wav``. The mixture is always the sum of
-  the stems (some supplied mixes clip).
+  the stems (some supplied mixes clip). The note annotations ``NN-Name-GTNotes.mat`` are
+  attached as ``notes`` (as URMP's, one ``(n, 3)`` array a part) where present.
 - ``urmp``: URMP's native layout, one folder a piece holding
   ``AuSep_<part>_<inst>_<NN>_<Title>.wav`` stems at the native rate (48 kHz), with the
   per-part ``Notes_<part>_<inst>_<NN>_<Title>.txt`` (onset s, pitch Hz, duration s) and
@@ -62,8 +63,8 @@ class Recording:
     stems: np.ndarray
     sample_rate: int
     score: Path | None = None  # the piece's score (MIDI) where the data set ships one
-    # URMP annotations, one entry a part (None where that part has no file); None when the
-    # data set has none. notes[i]: (n, 3) onset s, pitch Hz, duration s; f0s[i]: (n, 2) time s, f0 Hz
+    # URMP (and Bach10 notes) annotations, one entry a part (None where that part has no file); None
+    # when the data set has none. notes[i]: (n, 3) onset s, pitch Hz, duration s; f0s[i]: (n, 2) time s, f0 Hz
     notes: list | None = None
     f0s: list | None = None
     path: Path | None = None  # the folder the recording was loaded from, where the loader records it
@@ -120,7 +121,51 @@ def _load_bach10_piece(folder: Path) -> Recording:
     names = [part_name(i, canonical) for i, (_, canonical) in enumerate(BACH10_PARTS, 1)]
     stems, sr = _read_stems(paths)
     score = folder / f"{folder.name}.mid"
-    return Recording(folder.name, names, [c for _, c in BACH10_PARTS], stems, sr, score if score.is_file() else None)
+    notes_file = folder / f"{folder.name}-GTNotes.mat"
+    notes = read_bach10_notes(notes_file) if notes_file.is_file() else None
+    return Recording(folder.name, names, [c for _, c in BACH10_PARTS], stems, sr, score if score.is_file() else None,
+                     notes=notes)
+
+
+BACH10_HOP_S = 0.010  # GTNotes frames: 10 ms hop, 46 ms window, frame 1 centred at 23 ms
+BACH10_FIRST_CENTRE_S = 0.023
+
+
+def read_bach10_notes(path: Path) -> list[np.ndarray]:
+    """Bach10's ``-GTNotes.mat`` as one ``(n, 3)`` array a part (onset s, pitch Hz, duration s),
+    parts in score order (violin, clarinet, saxophone, bassoon).
+
+    The file (MATLAB v5) holds ``GTNotes``: a cell per part, each a cell per note, each a
+    ``(2, k)`` array of 1-based frame numbers (10 ms hop) and the MIDI pitch at each frame. A
+    note spans its frames (each centre +-5 ms); its pitch is the median of its frames' pitches.
+    A file that does not read, or holds anything else, is refused with one line naming it.
+    """
+    from scipy.io import loadmat
+
+    try:
+        cells = loadmat(str(path))["GTNotes"]
+    except Exception as exc:  # scipy raises many types for a foreign or truncated file
+        kind = "no GTNotes variable" if isinstance(exc, KeyError) else type(exc).__name__
+        raise UserError(f"{path}: not a readable Bach10 GTNotes file ({kind})") from None
+    if cells.dtype != object or cells.size != len(BACH10_PARTS):
+        raise UserError(f"{path}: GTNotes holds {cells.size} entries, expected a cell per part "
+                        f"({len(BACH10_PARTS)})")
+    parts = []
+    for index, part in enumerate(cells.reshape(-1), 1):
+        rows = []
+        for number, note in enumerate(np.asarray(part, dtype=object).reshape(-1), 1):
+            note = np.asarray(note)
+            where = f"{path}: part {index} note {number}"
+            if note.ndim != 2 or note.shape[0] != 2 or note.shape[1] < 1 or not np.issubdtype(note.dtype, np.number):
+                raise UserError(f"{where}: expected a 2 x k array of frames and pitches, got shape {note.shape}")
+            frames, pitches = note[0].astype(np.float64), note[1].astype(np.float64)
+            if not (np.isfinite(frames).all() and np.isfinite(pitches).all()) or frames.min() < 1 \
+                    or (np.diff(frames) <= 0).any() or not 0 < np.median(pitches) < 128:
+                raise UserError(f"{where}: frames must be increasing numbers from 1 and pitches MIDI numbers")
+            onset = BACH10_FIRST_CENTRE_S + (frames[0] - 1) * BACH10_HOP_S - BACH10_HOP_S / 2
+            rows.append((onset, 440.0 * 2.0 ** ((np.median(pitches) - 69.0) / 12.0), (frames[-1] - frames[0] + 1) * BACH10_HOP_S))
+        parts.append(np.array(rows, dtype=np.float64).reshape(-1, 3))
+    return parts
 
 
 # -- URMP ------------------------------------------------------------------------------

@@ -23,16 +23,14 @@ def references_for(separator, track) -> tuple[list[str], list[str], np.ndarray]:
         own = hits[0]
         rest = stems.sum(axis=0) - stems[own]
         return list(separator.output_names), [separator.target, "accompaniment"], np.stack([stems[own], rest])
-    used: set[int] = set()
+    matched = output_parts(separator, track)
+    used = {i for i in matched if i is not None}
     names, insts, refs = [], [], []
-    for name, inst in zip(separator.output_names, separator.instruments):
-        for i, part_inst in enumerate(track.instruments):
-            if part_inst == inst and i not in used:
-                used.add(i)
-                names.append(name)
-                insts.append(inst)
-                refs.append(stems[i])
-                break
+    for name, inst, i in zip(separator.output_names, separator.instruments, matched):
+        if i is not None:
+            names.append(name)
+            insts.append(inst)
+            refs.append(stems[i])
     if len(used) != len(track.instruments):
         missing = [track.instruments[i] for i in range(len(track.instruments)) if i not in used]
         raise UserError(f"track {track.name}: the model separates {', '.join(separator.instruments)}, "
@@ -40,11 +38,34 @@ def references_for(separator, track) -> tuple[list[str], list[str], np.ndarray]:
     return names, insts, np.stack(refs)
 
 
+def output_parts(separator, track) -> list[int | None]:
+    """For each output of a fixed-ensemble model, the index of the track's part it separates:
+    the first part of its instrument not taken by an earlier output (None where there is none)."""
+    used: set[int] = set()
+    matched: list[int | None] = []
+    for inst in separator.instruments:
+        hit = next((i for i, part_inst in enumerate(track.instruments) if part_inst == inst and i not in used), None)
+        if hit is not None:
+            used.add(hit)
+        matched.append(hit)
+    return matched
+
+
+def notes_for(separator, track) -> list:
+    """The track's notes (``track.notes``, per part) in the order of the model's outputs, for a
+    score-conditioned model; a track without notes is refused naming it."""
+    if track.notes is None:
+        raise UserError(f"track {track.name}: the model is score-conditioned but the data set gives no notes "
+                        "for this track (Bach10 -GTNotes.mat, URMP Notes_*.txt)")
+    return [None if i is None else track.notes[i] for i in output_parts(separator, track)]
+
+
 def evaluate_model(separator, tracks, metrics=METRICS, progress: bool = False) -> list[TrackResult]:
     """Separate every track with ``separator`` and score the parts it separates.
 
     A track whose mixture has no samples or holds NaN or infinite samples is refused
-    (:class:`UserError` naming the track), as are NaN or infinite stems.
+    (:class:`UserError` naming the track), as are NaN or infinite stems. A score-conditioned
+    model is given each track's notes (:func:`notes_for`).
     """
     from tqdm import tqdm
 
@@ -53,8 +74,9 @@ def evaluate_model(separator, tracks, metrics=METRICS, progress: bool = False) -
         outputs, insts, refs = references_for(separator, track)
         if not outputs:
             continue
+        score = {"notes": notes_for(separator, track)} if getattr(separator, "conditioned", False) else {}
         estimated = separator.separate(track.mixture, track.sample_rate, adapt_channels=True,
-                                       name=f"track {track.name}")
+                                       name=f"track {track.name}", **score)
         ests = np.stack([estimated[name] for name in outputs])
         results.append(score_arrays(track.name, refs, ests, track.sample_rate, outputs, insts, metrics=metrics))
     return results

@@ -7,6 +7,11 @@ A model preset has two tables::
 
 Anything not given takes the defaults below. ``channels`` may be left out: training
 takes it from the corpus.
+
+``score_features`` (``[model]``, optional, 0 = off) makes a score-conditioned model: the
+number of roll features per part it reads beside the mixture (:mod:`.score_roll`). It is
+written into a resolved config only when on, so the configs and checkpoints of
+unconditioned models are exactly what they were before the key existed.
 """
 
 from __future__ import annotations
@@ -51,7 +56,10 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "gain_db": 3.0,  # random gain per source when remixing, +-dB
 }
 
-_INT_KEYS = {"N", "L", "B", "H", "P", "X", "R", "skip_channels", "sample_rate", "channels",
+# Optional [model] keys: accepted, resolved only when set to something other than their default.
+OPTIONAL_MODEL_DEFAULTS: dict[str, Any] = {"score_features": 0}
+
+_INT_KEYS = {"score_features", "N", "L", "B", "H", "P", "X", "R", "skip_channels", "sample_rate", "channels",
              "batch_size", "epochs", "steps_per_epoch", "valid_items", "plateau_patience", "patience"}
 _FLOAT_KEYS = {"segment_seconds", "valid_segment_seconds", "lr", "weight_decay", "plateau_factor",
                "clip_grad", "remix", "gain_db"}
@@ -87,6 +95,8 @@ def _check_ranges(model: dict, training: dict, source: str) -> None:
             raise UserError(f"{source}: {key} = {table[key]} must be at least 1")
     if model["L"] % 2:
         raise UserError(f"{source}: L = {model['L']} must be even (the encoder hops by L/2)")
+    if model.get("score_features", 0) < 0:
+        raise UserError(f"{source}: score_features = {model['score_features']} must be 0 (off) or more")
     if model["channels"] not in (0, 1, 2):
         raise UserError(f"{source}: channels = {model['channels']} must be 1 or 2")
     if model["causal"] and model["norm"] == "gLN":
@@ -116,14 +126,17 @@ def resolve_config(model: str | dict = "small", overrides: dict | None = None) -
     for key, value in (overrides or {}).items():
         if value is None:
             continue
-        if key in MODEL_DEFAULTS:
+        if key in MODEL_DEFAULTS or key in OPTIONAL_MODEL_DEFAULTS:
             model_table[key] = value
         elif key in TRAINING_DEFAULTS:
             training_table[key] = value
         else:
             raise UserError(f"unknown config override '{key}' (model keys: {', '.join(MODEL_DEFAULTS)}; "
                             f"training keys: {', '.join(TRAINING_DEFAULTS)})")
-    model_cfg = _validated(model_table, MODEL_DEFAULTS, source, "model")
+    model_cfg = _validated(model_table, {**MODEL_DEFAULTS, **OPTIONAL_MODEL_DEFAULTS}, source, "model")
+    for key, default in OPTIONAL_MODEL_DEFAULTS.items():
+        if model_cfg[key] == default:
+            del model_cfg[key]
     training_cfg = _validated(training_table, TRAINING_DEFAULTS, source, "training")
     _check_ranges(model_cfg, training_cfg, source)
     return {"name": name, "model": model_cfg, "training": training_cfg}
@@ -131,7 +144,12 @@ def resolve_config(model: str | dict = "small", overrides: dict | None = None) -
 
 def architecture(model_cfg: dict) -> dict:
     """The keys that decide the network's shape and behaviour (what a checkpoint must match)."""
-    return {k: model_cfg[k] for k in MODEL_DEFAULTS}
+    return {k: model_cfg.get(k, default) for k, default in {**MODEL_DEFAULTS, **OPTIONAL_MODEL_DEFAULTS}.items()}
+
+
+def score_features(model_cfg: dict) -> int:
+    """Roll features per part a model reads beside the mixture (0: not score-conditioned)."""
+    return int(model_cfg.get("score_features", 0))
 
 
 def describe_difference(a: dict, b: dict) -> str:

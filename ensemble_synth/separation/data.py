@@ -19,6 +19,7 @@ from scipy.signal import resample_poly
 from ..corpus.format import TrackEntry
 from ..errors import UserError
 from ..music import instruments as catalogue
+from .score_roll import FEATURES, performed_midi, score_roll, track_midi_notes
 
 
 @dataclass(frozen=True)
@@ -161,6 +162,11 @@ class SegmentSampler:
     def example(self, rng: np.random.Generator, readers: Executor | None = None) -> np.ndarray:
         """Sources ``(sources, channels, samples)``; their sum is the mixture. ``readers``: a
         thread pool to read the stems with (the random draws stay in this thread, in order)."""
+        return self.example_and_origins(rng, readers)[0]
+
+    def example_and_origins(self, rng: np.random.Generator,
+                            readers: Executor | None = None) -> tuple[np.ndarray, list[tuple[TrackEntry, float]]]:
+        """:meth:`example`, and the (track, start in seconds) each output was read from."""
         for _ in range(10):  # skip segments where everything rests
             if rng.random() < self.remix:
                 picks = []  # (track, start, gain) of each output, drawn before any is read
@@ -174,12 +180,14 @@ class SegmentSampler:
                     return read_sources(track, [group], start, self.samples, self.rate)[0] * np.float32(gain)
 
                 stacked = np.stack(list((readers.map if readers else map)(read, range(len(picks)))))
+                origins = [(track, start) for track, start, _ in picks]
             else:
                 track, start = self._pick(rng)
                 stacked = read_sources(track, self.layout.groups(track), start, self.samples, self.rate, readers)
+                origins = [(track, start)] * len(self.layout.output_names)
             if np.abs(stacked).max() > 1e-5:
-                return stacked
-        return stacked
+                return stacked, origins
+        return stacked, origins
 
     def batch(self, rng: np.random.Generator, size: int, readers: Executor | None = None) -> np.ndarray:
         return np.stack([self.example(rng, readers) for _ in range(size)])
@@ -204,3 +212,32 @@ def validation_items(tracks: list[TrackEntry], layout: SourceLayout, rate: int, 
     so every epoch sees the same."""
     return np.stack([read_sources(track, layout.groups(track), start, samples, rate)
                      for track, start in validation_segments(tracks, rate, samples, count)])
+
+
+class ScoreRolls:
+    """The score rolls of training examples, from each track's performed MIDI (``midi/<part>.mid``),
+    read once per part and kept. One output per part only (a roll row is a part's notes)."""
+
+    def __init__(self, tracks: list[TrackEntry], layout: SourceLayout, where: str):
+        if layout.target is not None:
+            raise UserError(f"{where}: a score-conditioned model needs one output per part, not target "
+                            f"'{layout.target}' against the accompaniment")
+        for track in tracks:  # every file is there before training starts
+            for part in track.parts:
+                performed_midi(track.folder, part, where)
+        self.layout, self.where = layout, where
+        self._notes: dict[tuple[str, str], np.ndarray] = {}
+
+    def notes(self, track: TrackEntry, part: str) -> np.ndarray:
+        key = (str(track.folder), part)
+        if key not in self._notes:
+            self._notes[key] = track_midi_notes(track.folder, [part], self.where)[0]
+        return self._notes[key]
+
+    def roll(self, origins: list[tuple[TrackEntry, float]], frames: int) -> np.ndarray:
+        """``(outputs, FEATURES, frames)``: output i's part of the track it was read from, from its start."""
+        out = np.zeros((len(origins), FEATURES, frames), dtype=np.float32)
+        for index, (track, start) in enumerate(origins):
+            part = self.layout.groups(track)[index][0]
+            out[index] = score_roll([self.notes(track, part)], start, frames)[0]
+        return out

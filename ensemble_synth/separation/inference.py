@@ -3,6 +3,9 @@
 The model runs on one chunk at a time, so its memory is bounded by the chunk length, not
 by the file's. Neighbouring chunks overlap by at least twice the model's receptive field and
 are cross-faded, so away from the file's ends every output sample has full context.
+
+A score-conditioned model also needs the notes of each of its parts (``notes=``); each chunk
+gets the roll of its own window (:mod:`.score_roll`).
 """
 
 from __future__ import annotations
@@ -15,8 +18,10 @@ import torch
 
 from ..errors import UserError
 from .checkpoint import model_from_checkpoint, read_checkpoint
+from .config import score_features
 from .data import resample
 from .device import resolve_device
+from .score_roll import frames_for, score_roll
 
 DEFAULT_CHUNK_SECONDS = 10.0
 MIN_OVERLAP_SECONDS = 0.5
@@ -57,20 +62,32 @@ class Separator:
         self.instruments: list[str] = list(layout["instruments"])
         self.target: str | None = layout.get("target")
         self.causal: bool = bool(config["model"]["causal"])
+        self.score_features: int = score_features(config["model"])
+
+    @property
+    def conditioned(self) -> bool:
+        """Whether the model reads the score (the notes of each part) beside the mixture."""
+        return self.score_features > 0
 
     @property
     def receptive_field_samples(self) -> int:
         return self.model.receptive_field * self.model.stride + self.model.L
 
-    def _run(self, audio: np.ndarray) -> np.ndarray:
-        """Model pass on ``(batch, channels, samples)`` -> ``(batch, sources, channels, samples)``."""
+    def _run(self, audio: np.ndarray, notes=None, start: int = 0) -> np.ndarray:
+        """Model pass on ``(batch, channels, samples)`` -> ``(batch, sources, channels, samples)``;
+        ``notes`` (conditioned model): the roll of the window from sample ``start`` goes with it."""
         with torch.inference_mode():
             x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)).to(self.device)
-            return self.model(x).float().cpu().numpy()
+            score = None
+            if self.conditioned:
+                roll = score_roll(notes, start / self.sample_rate, frames_for(audio.shape[-1], self.sample_rate))
+                score = torch.from_numpy(np.repeat(roll[None], audio.shape[0], axis=0)).to(self.device)
+            return self.model(x, score).float().cpu().numpy()
 
     def separate_at_model_rate(self, audio: np.ndarray, chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
-                               overlap_seconds: float | None = None) -> np.ndarray:
-        """``(batch, channels, n)`` at the model's rate -> ``(batch, sources, channels, n)``, chunked."""
+                               overlap_seconds: float | None = None, notes=None) -> np.ndarray:
+        """``(batch, channels, n)`` at the model's rate -> ``(batch, sources, channels, n)``, chunked;
+        ``notes``: each output's notes (a conditioned model's, see :meth:`separate`)."""
         check_chunking(chunk_seconds, overlap_seconds)
         length = audio.shape[-1]
         overlap = max(int(round((overlap_seconds if overlap_seconds is not None else MIN_OVERLAP_SECONDS)
@@ -79,18 +96,18 @@ class Separator:
         chunk = max(int(round(chunk_seconds * self.sample_rate)), 2 * overlap + 1)
         starts = chunk_starts(length, chunk, overlap)
         if len(starts) == 1:
-            return self._run(audio)
+            return self._run(audio, notes)
         out = np.zeros((audio.shape[0], len(self.output_names), audio.shape[1], length), dtype=np.float32)
         norm = np.zeros(length, dtype=np.float32)
         for index, start in enumerate(starts):
             weights = _fade_weights(chunk, overlap, index == 0, index == len(starts) - 1)
-            out[..., start:start + chunk] += self._run(audio[..., start:start + chunk]) * weights
+            out[..., start:start + chunk] += self._run(audio[..., start:start + chunk], notes, start) * weights
             norm[start:start + chunk] += weights
         return out / norm
 
     def separate(self, mixture: np.ndarray, sample_rate: int, chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
                  overlap_seconds: float | None = None, adapt_channels: bool = False,
-                 name: str | None = None) -> dict[str, np.ndarray]:
+                 name: str | None = None, notes=None) -> dict[str, np.ndarray]:
         """Separate ``mixture`` ``(channels, n)`` at ``sample_rate``; returns ``{name: (channels, n)}``
         at the same rate and length. ``adapt_channels`` runs a mono model on each channel of a
         multichannel file, or a stereo model on a duplicated mono file (and averages back).
@@ -98,9 +115,14 @@ class Separator:
         A mixture with no samples, or with NaN or infinite samples, is refused (:class:`UserError`,
         naming ``name``, the file or track it came from, where given), as are chunk or overlap
         lengths that are not positive.
+
+        ``notes``: for a score-conditioned model (required there, ignored otherwise), the notes
+        of each output's part in output order, each ``(n, 3)`` onset s, pitch Hz, duration s
+        from the mixture's start (or None for a part that rests throughout).
         """
         where = f"{name}: " if name else ""
         check_chunking(chunk_seconds, overlap_seconds)
+        notes = self._checked_notes(notes, where) if self.conditioned else None
         mixture = np.asarray(mixture, dtype=np.float32)
         if mixture.ndim == 1:
             mixture = mixture[None]
@@ -118,7 +140,7 @@ class Separator:
             raise UserError(f"{where}mixture has {in_channels} channel(s) but the model was trained on {self.channels} "
                             "(downmix or duplicate it, or use --adapt-channels)")
         audio = resample(batch, sample_rate, self.sample_rate)
-        separated = self.separate_at_model_rate(audio, chunk_seconds, overlap_seconds)
+        separated = self.separate_at_model_rate(audio, chunk_seconds, overlap_seconds, notes)
         separated = resample(separated, self.sample_rate, sample_rate)
         if separated.shape[-1] < length:
             separated = np.pad(separated, [(0, 0)] * 3 + [(0, length - separated.shape[-1])])
@@ -133,6 +155,23 @@ class Separator:
             raise UserError(f"{self.source or 'the model'}: the model's output for {name or 'the mixture'} holds NaN "
                             "or infinite samples (are its weights finite?)")
         return {name: np.ascontiguousarray(result[i]) for i, name in enumerate(self.output_names)}
+
+    def _checked_notes(self, notes, where: str) -> list:
+        if notes is None:
+            raise UserError(f"{where}{self.source or 'the model'} is score-conditioned: it needs the notes of each of "
+                            f"its parts ({', '.join(self.output_names)}) and none were given")
+        if len(notes) != len(self.output_names):
+            raise UserError(f"{where}notes for {len(notes)} part(s) given, but the model separates "
+                            f"{len(self.output_names)} ({', '.join(self.output_names)})")
+        checked = []
+        for name, rows in zip(self.output_names, notes):
+            rows = None if rows is None else np.asarray(rows, dtype=np.float64)
+            if rows is not None and (rows.ndim != 2 or rows.shape[1] != 3 or not np.isfinite(rows).all()
+                                     or (rows[:, 1] <= 0).any()):
+                raise UserError(f"{where}notes of {name}: expected finite (n, 3) rows of onset s, pitch Hz > 0, "
+                                f"duration s, got shape {rows.shape}")
+            checked.append(rows)
+        return checked
 
 
 def check_chunking(chunk_seconds: float, overlap_seconds: float | None = None,

@@ -4,6 +4,13 @@ Causal models use cumulative layer norm and left-padded convolutions; their only
 is the encoder window itself (L samples), as in the paper. Non-causal models use global
 layer norm, written as ``nn.GroupNorm(1, C)`` (one group = statistics over channels and
 time), which is much faster on CPU than a hand-written mean/var.
+
+A score-conditioned model (``score_features > 0``) also reads the score as a roll
+``(batch, sources, score_features, roll frames)`` spanning the mixture (:mod:`.score_roll`):
+each encoder frame takes the roll frame that holds its centre, a 1x1 convolution maps the
+``sources * score_features`` rows to the bottleneck's B channels, and the result is added to
+the bottleneck's output before the TCN. That convolution starts at zero, so a conditioned
+model made from an unconditioned one's weights separates exactly as it did until trained.
 """
 
 from __future__ import annotations
@@ -90,7 +97,8 @@ class ConvTasNet(nn.Module):
 
     def __init__(self, sources: int, channels: int = 1, N: int = 256, L: int = 20, B: int = 256,
                  H: int = 512, P: int = 3, X: int = 8, R: int = 3, skip_channels: int = 0,
-                 norm: str = "gLN", causal: bool = False, mask: str = "relu", sample_rate: int = 16000):
+                 norm: str = "gLN", causal: bool = False, mask: str = "relu", sample_rate: int = 16000,
+                 score_features: int = 0):
         super().__init__()
         if P % 2 == 0 and not causal:
             raise ValueError("P must be odd for a non-causal model (symmetric padding)")
@@ -102,6 +110,11 @@ class ConvTasNet(nn.Module):
         self.encoder = nn.Conv1d(channels, N, L, stride=self.stride, bias=False)
         self.in_norm = make_norm(norm, N)
         self.bottleneck = nn.Conv1d(N, B, 1)
+        self.score_features = score_features
+        if score_features:  # absent otherwise: an unconditioned model's weights are what they always were
+            self.score_proj = nn.Conv1d(sources * score_features, B, 1)
+            nn.init.zeros_(self.score_proj.weight)
+            nn.init.zeros_(self.score_proj.bias)
         self.blocks = nn.ModuleList(
             TemporalBlock(B, H, P, 2 ** x, skip, norm, causal, residual=(r, x) != (R - 1, X - 1))
             for r in range(R) for x in range(X))
@@ -116,14 +129,31 @@ class ConvTasNet(nn.Module):
             return torch.sigmoid(logits)
         return torch.softmax(logits, dim=1)
 
-    def forward(self, mixture: torch.Tensor) -> torch.Tensor:
+    def score_at_frames(self, score: torch.Tensor, frames: int, length: int) -> torch.Tensor:
+        """The roll ``(batch, sources[, features], roll frames)`` spanning ``length`` samples, as
+        ``(batch, sources * features, frames)``: each encoder frame takes the roll frame holding its centre."""
+        score = score.reshape(score.shape[0], -1, score.shape[-1])
+        expected = self.sources * self.score_features
+        if score.shape[1] != expected:
+            raise ValueError(f"score has {score.shape[1]} rows; the model reads {self.sources} sources x "
+                             f"{self.score_features} features = {expected}")
+        roll_frames = score.shape[-1]
+        centres = torch.arange(frames, device=score.device) * self.stride + self.L // 2
+        index = (centres * roll_frames // max(1, length)).clamp(0, roll_frames - 1)
+        return score.index_select(2, index).to(self.score_proj.weight.dtype)
+
+    def forward(self, mixture: torch.Tensor, score: torch.Tensor | None = None) -> torch.Tensor:
         batch, _, length = mixture.shape
+        if self.score_features and score is None:
+            raise ValueError("a score-conditioned model needs the score (a roll) beside the mixture")
         # Pad on the right so the frames tile the input exactly; trimmed again at the end.
         frames = max(1, -(-(length - self.L) // self.stride) + 1)
         padded = (frames - 1) * self.stride + self.L
         x = F.pad(mixture, (0, padded - length))
         w = F.relu(self.encoder(x))  # (batch, N, frames)
         y = self.bottleneck(self.in_norm(w))
+        if self.score_features:
+            y = y + self.score_proj(self.score_at_frames(score, w.shape[-1], length))
         skip_sum = None
         for block in self.blocks:
             y, skip = block(y)
@@ -146,7 +176,7 @@ def build_model(model_cfg: dict, sources: int) -> ConvTasNet:
     """A ConvTasNet from a resolved ``[model]`` table (channels must be set)."""
     keys = ("N", "L", "B", "H", "P", "X", "R", "skip_channels", "norm", "causal", "mask", "sample_rate")
     return ConvTasNet(sources=sources, channels=int(model_cfg["channels"]) or 1,
-                      **{k: model_cfg[k] for k in keys})
+                      score_features=int(model_cfg.get("score_features", 0)), **{k: model_cfg[k] for k in keys})
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -26,7 +26,7 @@ from ..errors import UserError
 from ..fileio import write_text_atomic
 from ..torch import CorpusDataset
 from .checkpoint import read_checkpoint, save_checkpoint
-from .config import architecture, describe_difference, resolve_config
+from .config import architecture, describe_difference, resolve_config, score_features
 from .data import check_channels, check_stems, plan_layout
 from .device import resolve_device
 from .losses import loss_fn, sdr_db, silent_mask
@@ -61,16 +61,19 @@ def _make_scheduler(optimizer, training: dict, total_steps: int):
 
 
 @torch.no_grad()
-def evaluate(model, items: np.ndarray, loss_name: str, batch_size: int, device: torch.device) -> tuple[float, float]:
-    """Mean loss and mean SDR (dB, over non-silent targets) on fixed items ``(n, S, C, T)``."""
+def evaluate(model, items: np.ndarray, loss_name: str, batch_size: int, device: torch.device,
+             rolls: np.ndarray | None = None) -> tuple[float, float]:
+    """Mean loss and mean SDR (dB, over non-silent targets) on fixed items ``(n, S, C, T)``;
+    ``rolls``: their score rolls, for a score-conditioned model."""
     model.eval()
     criterion = loss_fn(loss_name)
     losses, sdrs = [], []
     for start in range(0, len(items), batch_size):
         targets = torch.from_numpy(items[start:start + batch_size]).to(device)
         mixture = targets.sum(1)
+        score = None if rolls is None else torch.from_numpy(rolls[start:start + batch_size]).to(device)
         with _autocast(device):
-            estimates = model(mixture)
+            estimates = model(mixture, score)
         estimates = estimates.float()
         losses.append(criterion(estimates, targets, mixture).mean().item())
         active = ~silent_mask(targets, mixture)
@@ -82,13 +85,15 @@ def evaluate(model, items: np.ndarray, loss_name: str, batch_size: int, device: 
 def training_data(train_tracks, valid_tracks, layout, config: dict, seed: int,
                   where: str = "training data") -> tuple[CorpusDataset, CorpusDataset]:
     """The datasets a run trains and validates on: random segments of the training tracks,
-    drawn in turn from :func:`training_stream`, and fixed validation segments."""
+    drawn in turn from :func:`training_stream`, and fixed validation segments (with their
+    score rolls for a score-conditioned model)."""
     training, rate = config["training"], config["model"]["sample_rate"]
+    score = score_features(config["model"]) > 0
     data = CorpusDataset.from_tracks(train_tracks, layout, rate, training["segment_seconds"], remix=training["remix"],
-                                     gain_db=training["gain_db"], seed=seed, where=where)
+                                     gain_db=training["gain_db"], seed=seed, where=where, score=score)
     valid = CorpusDataset.from_tracks(valid_tracks, layout, rate,
                                       training["valid_segment_seconds"] or training["segment_seconds"],
-                                      examples=training["valid_items"], fixed=True, where=where)
+                                      examples=training["valid_items"], fixed=True, where=where, score=score)
     return data, valid
 
 
@@ -132,6 +137,9 @@ def train(corpus_dir, run_dir, model="small", target: str | None = None, max_min
     ``init_from``: a checkpoint to fine-tune (its architecture and weights; ``model`` then only
     sets the training settings). The starting weights are scored on this corpus's validation
     split first, so ``model.pt`` is the best of them and every later epoch, judged on one corpus.
+    ``score_features=FEATURES`` (an override) trains a score-conditioned model (the corpus
+    needs ``midi/``); with ``init_from`` an unconditioned checkpoint, its weights are loaded
+    and the new score layer starts at zero, so training starts from exactly that model.
     """
     started = time.monotonic()
     corpus_dir, run_dir = Path(corpus_dir), Path(run_dir)
@@ -143,7 +151,8 @@ def train(corpus_dir, run_dir, model="small", target: str | None = None, max_min
     init_state = None
     if init_from is not None:
         init_state = read_checkpoint(init_from)
-        config = {**config, "name": init_state["config"]["name"], "model": dict(init_state["config"]["model"])}
+        config = {**config, "name": init_state["config"]["name"],
+                  "model": _fine_tuned_model(init_state, score_features(config["model"]), init_from)}
     training, model_cfg = config["training"], config["model"]
 
     tracks = read_manifest(corpus_dir)
@@ -174,6 +183,26 @@ def train(corpus_dir, run_dir, model="small", target: str | None = None, max_min
         raise
 
 
+def _fine_tuned_model(init_state: dict, wanted_score_features: int, init_from) -> dict:
+    """The [model] table of a fine-tuning run: the checkpoint's, made score-conditioned if asked."""
+    model_cfg = dict(init_state["config"]["model"])
+    have = score_features(model_cfg)
+    if wanted_score_features and have not in (0, wanted_score_features):
+        raise UserError(f"{init_from}: the model reads {have} score features a part, not {wanted_score_features}")
+    if wanted_score_features:
+        model_cfg["score_features"] = wanted_score_features
+    return model_cfg
+
+
+def _load_initial_weights(net, init_state: dict, init_from) -> None:
+    """The checkpoint's weights into ``net``; a score layer the checkpoint lacks stays at zero."""
+    missing, unexpected = net.load_state_dict(init_state["state_dict"], strict=False)
+    allowed = {"score_proj.weight", "score_proj.bias"}
+    if unexpected or not set(missing) <= allowed:
+        raise UserError(f"{init_from}: its weights do not fit the model being trained "
+                        f"(missing {sorted(set(missing) - allowed)[:3]}, unexpected {sorted(unexpected)[:3]})")
+
+
 def _first_missing(path: Path) -> Path | None:
     """The outermost of ``path`` and its parents that does not exist (None if ``path`` exists)."""
     missing = None
@@ -190,13 +219,14 @@ def _train(corpus_dir: Path, run_dir: Path, config: dict, layout, train_tracks, 
 
     torch_device = resolve_device(device)
     data, valid_data = training_data(train_tracks, valid_tracks, layout, config, seed, str(corpus_dir))
-    valid = valid_data.stack()
+    conditioned = valid_data.score
+    valid, valid_rolls = valid_data.stack() if conditioned else (valid_data.stack(), None)
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = build_model(model_cfg, sources=len(layout.output_names))
     if init_state is not None and state is None:
-        net.load_state_dict(init_state["state_dict"])
+        _load_initial_weights(net, init_state, init_state.get("_path", "checkpoint"))
     net.to(torch_device).train()
     optimizer = torch.optim.Adam(net.parameters(), lr=training["lr"], weight_decay=training["weight_decay"])
     total_steps = training["epochs"] * training["steps_per_epoch"]
@@ -234,7 +264,7 @@ def _train(corpus_dir: Path, run_dir: Path, config: dict, layout, train_tracks, 
         log("no 'valid' split in the corpus: validating on fixed segments of the training tracks")
 
     if init_state is not None and state is None:  # the starting point, judged on this corpus
-        valid_loss, best_sdr = evaluate(net, valid, training["loss"], training["batch_size"], torch_device)
+        valid_loss, best_sdr = evaluate(net, valid, training["loss"], training["batch_size"], torch_device, valid_rolls)
         save_checkpoint(run_dir / "model.pt", net, checkpoint_config, layout.to_dict(), epoch=0, step=0,
                         valid_sdr=best_sdr)
         history.append({"epoch": 0, "step": 0, "train_loss": float("nan"), "valid_loss": valid_loss,
@@ -258,10 +288,13 @@ def _train(corpus_dir: Path, run_dir: Path, config: dict, layout, train_tracks, 
                 if step > first_step and time.monotonic() - started + valid_seconds >= budget:
                     stop_reason = f"max_minutes={max_minutes} reached"
                     break
-                targets = torch.from_numpy(batches.next()).to(torch_device)
+                drawn = batches.next()
+                drawn, rolls = drawn if conditioned else (drawn, None)
+                targets = torch.from_numpy(drawn).to(torch_device)
+                score = None if rolls is None else torch.from_numpy(rolls).to(torch_device)
                 mixture = targets.sum(1)
                 with _autocast(torch_device):
-                    estimates = net(mixture)
+                    estimates = net(mixture, score)
                 loss = criterion(estimates.float(), targets, mixture).mean()
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -278,7 +311,8 @@ def _train(corpus_dir: Path, run_dir: Path, config: dict, layout, train_tracks, 
                 break
             train_seconds = time.monotonic() - epoch_start
             valid_start = time.monotonic()
-            valid_loss, valid_sdr = evaluate(net, valid, training["loss"], training["batch_size"], torch_device)
+            valid_loss, valid_sdr = evaluate(net, valid, training["loss"], training["batch_size"], torch_device,
+                                             valid_rolls)
             valid_seconds = time.monotonic() - valid_start
             epoch += 1
             if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
