@@ -69,3 +69,18 @@ def test_not_a_midi_file_is_one_line(tmp_path, capsys):
     assert main(["adapt", str(bad), "-o", str(tmp_path / "out"), "--quiet"]) == 2
     assert "not a readable MIDI file" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+@needs_real
+def test_adapt_score_conditioned_from_the_command_line(tmp_path, capsys, general_model):
+    preset = tmp_path / "fast.toml"
+    preset.write_text('name = "b"\n[room]\nenabled = false\nroom = "dry_studio"\nmics = "mono"\n')
+    out = tmp_path / "adapted"
+    assert main(["adapt", str(BACH10_01_MIDI), "-o", str(out), "--model", str(general_model), "--preset", str(preset),
+                 "--renditions", "8", "--minutes", "0.01", "--score-conditioned", "--ensemble", ",".join(BACH10),
+                 "--quiet"]) == 0
+    assert json.loads((out / "adapt.json").read_text())["score_conditioned"] is True
+    assert sorted(p.name for p in next((out / "renditions" / "train").iterdir()).glob("midi/*.mid")) == [
+        "1_violin.mid", "2_clarinet.mid", "3_tenor_saxophone.mid", "4_bassoon.mid"]
+    separator = load_separator(out / "model.pt")
+    assert separator.conditioned and not load_separator(general_model).conditioned

@@ -28,8 +28,8 @@ from .render_cmds import ensemble_instruments
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--jobs", "-j", type=int, default=None, help="Processes rendering the renditions [default: one per core].")
 @click.option("--score-conditioned", is_flag=True,
-              help="Prototype: fine-tune a model that also reads the score's notes (renditions written with MIDI); "
-                   "it separates with the piece's aligned notes. Not yet measured against plain adaptation.")
+              help="Fine-tune a model that also reads the score's notes (renditions written with MIDI); it "
+                   "separates with the recording's notes aligned to its audio (Bach10 -GTNotes.mat, URMP Notes_).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def adapt(score, out_dir, model, parts, ensemble, renditions, minutes, base_preset, seed, jobs, score_conditioned, quiet):
     """Adapt a separator to one piece: render renditions of its SCORE (MIDI) and fine-tune on them."""
