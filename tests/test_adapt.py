@@ -84,3 +84,16 @@ def test_adapt_score_conditioned_from_the_command_line(tmp_path, capsys, general
         "1_violin.mid", "2_clarinet.mid", "3_tenor_saxophone.mid", "4_bassoon.mid"]
     separator = load_separator(out / "model.pt")
     assert separator.conditioned and not load_separator(general_model).conditioned
+    # separate: the notes of each part, in output order, from MIDI files aligned to the mixture
+    track = next((out / "renditions" / "valid").iterdir())
+    notes = [arg for part in separator.output_names for arg in ("--notes", str(track / "midi" / f"{part}.mid"))]
+    capsys.readouterr()
+    assert main(["separate", str(track / "mix.wav"), "--model", str(out / "model.pt"), "-o", str(tmp_path / "s"),
+                 *notes]) == 0
+    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == [f"{n}.wav" for n in separator.output_names]
+    assert main(["separate", str(track / "mix.wav"), "--model", str(out / "model.pt"), "-o", str(tmp_path / "t")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is score-conditioned" in err and not (tmp_path / "t").exists()
+    assert main(["separate", str(track / "mix.wav"), "--model", str(general_model), "-o", str(tmp_path / "t"),
+                 *notes]) == 2
+    assert "is not score-conditioned" in capsys.readouterr().err and not (tmp_path / "t").exists()

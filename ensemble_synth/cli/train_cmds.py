@@ -54,12 +54,16 @@ def train(corpus_dir, run_dir, model, target, max_minutes, max_steps, epochs, de
               help="Length of the pieces the model sees at once (bounds memory).")
 @click.option("--adapt-channels", is_flag=True,
               help="Run a mono model on each channel of a stereo file (or a stereo model on a mono file).")
+@click.option("--notes", "notes_files", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="A score-conditioned model's input: one MIDI file per output, in output order, holding that "
+              "part's notes aligned to MIX (repeat the option; a corpus track's midi/<part>.mid files are such).")
 @click.option("--overwrite", is_flag=True, help="Replace OUT_DIR if it exists.")
-def separate(mix, model_path, out_dir, device, chunk_seconds, adapt_channels, overwrite):
+def separate(mix, model_path, out_dir, device, chunk_seconds, adapt_channels, notes_files, overwrite):
     """Separate MIX into one WAV per model output, at MIX's sample rate."""
     require_torch()
     from ..separation import load_separator
     from ..separation.inference import check_chunking, check_mixture
+    from ..separation.score_roll import notes_from_midi
 
     check_chunking(chunk_seconds, chunk_option="--chunk-seconds")
     if not mix.is_file():
@@ -69,10 +73,16 @@ def separate(mix, model_path, out_dir, device, chunk_seconds, adapt_channels, ov
     except Exception as exc:  # soundfile's errors for unreadable files vary by version
         raise UserError(f"{mix}: cannot read audio: {' '.join(str(exc).split())[:200] or type(exc).__name__}") from None
     check_mixture(audio, rate, str(mix))
+    for path in notes_files:
+        if not path.is_file():
+            raise UserError(f"{path}: file not found")
+    notes = [notes_from_midi(path) for path in notes_files] or None  # an unreadable file is one line naming it
     check_output_dir(out_dir, overwrite=overwrite)  # before the work, not after it
     separator = load_separator(model_path, device=device)
+    if notes is not None and not separator.conditioned:
+        raise UserError(f"--notes: {model_path} is not score-conditioned; it separates from the audio alone")
     outputs = separator.separate(audio, rate, chunk_seconds=chunk_seconds, adapt_channels=adapt_channels,
-                                 name=str(mix))
+                                 name=str(mix), notes=notes)
     with atomic_directory(out_dir, overwrite=overwrite) as tmp:
         for name, signal in outputs.items():
             write_wav(tmp / f"{name}.wav", signal, rate)
