@@ -9,6 +9,7 @@ import click
 from ..errors import UserError
 from ..fileio import atomic_directory, check_output_dir, read_wav, write_wav
 from ..separation import require_torch
+from ..separation.score_roll import notes_from_midi
 from .group import cli
 
 
@@ -63,7 +64,6 @@ def separate(mix, model_path, out_dir, device, chunk_seconds, adapt_channels, no
     require_torch()
     from ..separation import load_separator
     from ..separation.inference import check_chunking, check_mixture
-    from ..separation.score_roll import notes_from_midi
 
     check_chunking(chunk_seconds, chunk_option="--chunk-seconds")
     if not mix.is_file():
