@@ -1,12 +1,12 @@
 """Score-conditioned against plain adaptation, on real pieces whose notes are annotated.
 
 Usage (full size: two adaptations a piece, each rendering ``--renditions`` and training
-``--minutes``; about an hour for the three Bach10 development pieces on two cores):
+``--steps``; about 25 minutes for the three Bach10 development pieces on two cores):
 
     LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2 MALLOC_CONF=dirty_decay_ms:-1,muzzy_decay_ms:-1 \\
         .venv/bin/python benchmarks/bench_score_conditioning.py --model BENCH/runs/timbre/model.pt \\
-        --preset BENCH/corpora/timbre --real bach10:/work/shared/real/bach10 --real urmp:/work/shared/real/urmp \\
-        --renditions 160 --minutes 3 --out runs/score_conditioning
+        --preset BENCH/corpora/timbre --real bach10:../shared/real/bach10 \\
+        --renditions 160 --minutes 10 --steps 600 --jobs 2 --out runs/score_conditioning
 
 (``--preset``: the general model's own training corpus, so the renditions have its timbres,
 rooms and channel count; ``--steps N`` also caps both fine-tunings at the same step count.)

@@ -407,8 +407,10 @@ def combine_targets(variant: str, rows: list[dict], keep_rows: bool) -> dict:
     """One row for a variant's target models, one per instrument (in part order): each
     instrument's scores are its own model's; the means are over the instruments."""
 
+    targets = [r["_rows"]["outputs"][0] for r in rows]
+
     def merged(kind: str) -> dict:
-        instruments = {r["_rows"]["outputs"][0]: r[kind]["instruments"][r["_rows"]["outputs"][0]] for r in rows}
+        instruments = {target: r[kind]["instruments"][target] for target, r in zip(targets, rows)}
         return {"instruments": instruments, "mean": _finite_mean(v["mean"] for v in instruments.values())}
 
     syn, rea = merged("synthetic"), merged("real")
@@ -419,7 +421,7 @@ def combine_targets(variant: str, rows: list[dict], keep_rows: bool) -> dict:
         "gap": (syn["mean"] - rea["mean"]) if syn["mean"] is not None and rea["mean"] is not None else None,
         "seconds": {k: round(sum(r["seconds"][k] for r in rows), 1) for k in ("train", "evaluate")},
         "training_process": rows[0]["training_process"],
-        "models": {r["_rows"]["outputs"][0]: r["model"] for r in rows},
+        "models": {target: r["model"] for target, r in zip(targets, rows)},
     }
     if keep_rows:
         row["_rows"] = {kind: [x for r in rows for x in r["_rows"][kind]] for kind in ("synthetic", "real", "outputs")}
@@ -474,7 +476,7 @@ def score_informed(variants, presets: dict, out_dir: Path, budget: Budget, real:
                 label = group.label(variant)
                 log(f"[{label}] adapting to the score of {track.name} ({budget.adapt_renditions} renditions, "
                     f"{budget.adapt_minutes:g} min)")
-                scores = pool.submit(_adapt_and_score, variant, presets[label], out_dir / "runs" / label / "model.pt",
+                scores = pool.submit(_adapt_and_score, variant, presets[label], run_folder(out_dir, label) / "model.pt",
                                      out_dir, budget, group.specs, track.name, seed, progress).result()
                 per_piece_scores[track.name] = scores
                 log(f"[{label}] {track.name}: general {_fmt(scores['general']['mean'])} dB, "
@@ -523,9 +525,8 @@ def _train_all(jobs: list[_Job], out_dir, plan, seed, causal, workers, threads, 
 
     alone = workers == 1
     if not alone:
-        runs = out_dir / "runs" / ("<variant>" if all(job.group.key is None for job in jobs) else "<layout>/<variant>")
-        if any(job.target for job in jobs):
-            runs = out_dir / "runs" / "targets" / runs.relative_to(out_dir / "runs") / "<instrument>"
+        label = "<variant>" if all(job.group.key is None for job in jobs) else "<layout>/<variant>"
+        runs = run_folder(out_dir, label, "<instrument>" if any(job.target for job in jobs) else None)
         log(f"training {workers} models at a time ({threads} thread(s) each); epoch lines follow, "
             f"curves in {runs / 'metrics.csv'}")
     # spawn: the parent may already run torch threads, which a forked child would inherit broken

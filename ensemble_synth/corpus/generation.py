@@ -250,29 +250,28 @@ def _close(executor) -> None:
         executor.shutdown(cancel_futures=True)
 
 
-def check_scenes(preset: dict, seed: int) -> None:
+def check_scenes(preset: dict, seed: int) -> dict[tuple[str, ...], str | dict]:
     """Sample every room group's ensemble and scene before anything is written: a room that
     cannot reach its RT60, or players and microphones that do not fit in it, fail here and
-    leave no corpus behind (drawing a scene costs milliseconds; no impulse response is computed)."""
+    leave no corpus behind (drawing a scene costs milliseconds; no impulse response is computed).
+    Returns the line-ups drawn (instruments -> layout preset)."""
     source = preset.get("_source", "<preset>")
+    lineups = {}
     for split, group in sorted({(split, group) for split, _, group in plan(preset)}):
         try:
             layout, names = ensemble_for_group(preset, seed, split, group)
             scene_for_group(preset, seed, split, group, layout, names)
         except UserError as exc:
             raise UserError(f"{source}: the scene of {split} room group {group}: {exc}") from None
+        lineups.setdefault(tuple(names), layout)
+    return lineups
 
 
-def check_repertoire(preset: dict, seed: int) -> None:
-    """Every source of the repertoire has a piece for every line-up the room groups draw, checked
-    before anything is written (the first piece that fits ends each search)."""
-    repertoire = repertoire_of(preset)  # a source left without pieces fails here (lists are cached)
+def check_repertoire_fits(preset: dict, repertoire, lineups: dict[tuple[str, ...], str | dict]) -> None:
+    """Every source of the repertoire has a piece for every line-up drawn (:func:`check_scenes`),
+    checked before anything is written (the first piece that fits ends each search)."""
     sources = list(repertoire.repertoires.values()) if isinstance(repertoire, RepertoireChoice) else [repertoire]
     policy = preset["repertoire"]["part_policy"]
-    lineups = {}
-    for split, group in sorted({(split, group) for split, _, group in plan(preset)}):
-        layout, names = ensemble_for_group(preset, seed, split, group)
-        lineups.setdefault(tuple(names), layout)
     for names, layout in lineups.items():
         for source in sources:
             if fitting_piece(source, list(names), policy) is None:
@@ -284,8 +283,9 @@ def check_repertoire(preset: dict, seed: int) -> None:
 
 def _generate(preset, out_dir, seed, executor, jobs, dry_run, write_dry, write_midi, rir_cache, augmentations,
               progress, start, card=True) -> Summary:
-    check_repertoire(preset, seed)
-    check_scenes(preset, seed)
+    # a source left without pieces fails here, before anything is written (lists are cached)
+    repertoire = repertoire_of(preset)
+    check_repertoire_fits(preset, repertoire, check_scenes(preset, seed))
     corpus_format.check_or_write_corpus_toml(out_dir, preset, seed, augmentations)
     corpus_format.clean_temporaries(out_dir)
     options = {

@@ -38,6 +38,7 @@ from ..fileio import read_wav
 from ..music import instruments
 from ..music.instruments import quoted
 from ..music.score import part_name
+from ..separation.score_roll import midi_to_hz
 
 KINDS = ("bach10", "urmp", "folder")
 BACH10_PARTS = (("violin", "violin"), ("clarinet", "clarinet"), ("saxphone", "tenor_saxophone"), ("bassoon", "bassoon"))
@@ -163,7 +164,7 @@ def read_bach10_notes(path: Path) -> list[np.ndarray]:
                     or (np.diff(frames) <= 0).any() or not 0 < np.median(pitches) < 128:
                 raise UserError(f"{where}: frames must be increasing numbers from 1 and pitches MIDI numbers")
             onset = BACH10_FIRST_CENTRE_S + (frames[0] - 1) * BACH10_HOP_S - BACH10_HOP_S / 2
-            rows.append((onset, 440.0 * 2.0 ** ((np.median(pitches) - 69.0) / 12.0), (frames[-1] - frames[0] + 1) * BACH10_HOP_S))
+            rows.append((onset, float(midi_to_hz(np.median(pitches))), (frames[-1] - frames[0] + 1) * BACH10_HOP_S))
         parts.append(np.array(rows, dtype=np.float64).reshape(-1, 3))
     return parts
 
