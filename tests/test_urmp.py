@@ -418,6 +418,14 @@ def test_urmp_excerpt_alone_keeps_the_single_lineup_layout(tmp_path, cache):
     rows = [line for line in (out / "results.md").read_text().splitlines()
             if line.startswith("| ") and not line.startswith("| variant")]
     assert [r.split("|")[1].strip() for r in rows] == ["dry", "*mixture / parts (no model)*"]
+    # target models in the same folder: the corpus is reused, the voice-ordered results stay as they were
+    before = (out / "results.json").read_bytes()
+    assert main(["bench", "--real", f"urmp:{URMP}", "--budget", "smoke", "--variants", "dry", "--outputs", "targets",
+                 "-o", str(out), "--jobs", "2"]) == 0
+    assert (out / "results.json").read_bytes() == before
+    [target_row] = json.loads((out / "results-targets.json").read_text())["variants"]
+    assert set(target_row["models"]) == {"violin", "cello"} == set(target_row["real"]["instruments"])
+    assert all((out / "runs" / "targets" / "dry" / i / "model.pt").is_file() for i in ("violin", "cello"))
 
 
 # -- refusals before any corpus ----------------------------------------------------------
