@@ -47,14 +47,18 @@ SETTINGS = {
     "cosine75": ("cosine decay over 3/4 of the epochs (3/4 of the CPU time)", {"schedule": "cosine", "_epochs": 0.75}),
     "short2": ("curriculum: 2 s segments for the first half of the steps, then 4 s", {"_short_segment": 2.0}),
     "n256": ("N = 256 encoder filters (half the encoder, decoder and mask cost)", {"N": 256}),
+    "lr2x": ("learning rate 2e-3 (twice today's), plateau schedule", {"lr": 2e-3}),
+    "hop32": ("encoder hop 32 ms (stride = L = 512: half the frames)", {"stride": 512}),
+    "hop32_lr2x": ("encoder hop 32 ms and learning rate 2e-3", {"stride": 512, "lr": 2e-3}),
 }
-ARCHITECTURES = {"base": {}, "N=256": {"N": 256}, "X=6": {"X": 6}, "H=192": {"H": 192}}
+ARCHITECTURES = {"base": {}, "N=256": {"N": 256}, "X=6": {"X": 6}, "H=192": {"H": 192}, "stride=L": {"stride": 512}}
 
 
 def _model(overrides: dict) -> ConvTasNet:
     cfg = {**resolve_config("small")["model"], **overrides}
     torch.manual_seed(0)
-    return ConvTasNet(4, 1, **{k: cfg[k] for k in ("N", "L", "B", "H", "P", "X", "R", "norm", "causal", "mask")})
+    return ConvTasNet(4, 1, stride=cfg.get("stride", 0),
+                      **{k: cfg[k] for k in ("N", "L", "B", "H", "P", "X", "R", "norm", "causal", "mask")})
 
 
 def measure_steps(args) -> None:

@@ -32,7 +32,7 @@ from ensemble_synth.separation.config import resolve_config
 from ensemble_synth.separation.data import SegmentSampler, plan_layout, validation_items
 from ensemble_synth.separation.inference import Separator
 from ensemble_synth.separation.losses import neg_sdr, neg_sisdr
-from ensemble_synth.separation.model import ConvTasNet
+from ensemble_synth.separation.model import ConvTasNet, build_model
 from ensemble_synth.separation import trainer
 from ensemble_synth.separation.trainer import evaluate
 from ensemble_synth.synthesis import soundfonts
@@ -373,3 +373,22 @@ def test_unknown_model_preset_and_bad_override_are_user_errors():
         resolve_config("no_such_model")
     with pytest.raises(UserError, match="cannot use gLN"):
         resolve_config("tiny", {"causal": True})
+
+
+def test_encoder_stride_is_kept_by_checkpoints_and_left_out_of_configs_at_its_default(tmp_path):
+    assert "stride" not in resolve_config("small")["model"]  # configs of L/2 models are as they were
+    with pytest.raises(UserError, match="stride = 40 must be between 1 and L = 32"):
+        resolve_config("tiny", {"L": 32, "stride": 40})
+    model_cfg = {**resolve_config("tiny", {"N": 16, "L": 16, "B": 16, "H": 32, "X": 4, "R": 2, "stride": 16})["model"],
+                 "channels": 1}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(3)
+        model = build_model(model_cfg, 2).eval()
+    assert model.stride == 16
+    layout = {"output_names": ["a", "b"], "instruments": ["violin", "cello"], "target": None}
+    save_checkpoint(tmp_path / "m.pt", model, {"name": "t", "model": model_cfg, "training": {}}, layout)
+    loaded = model_from_checkpoint(read_checkpoint(tmp_path / "m.pt"))
+    x = torch.randn(1, 1, 3001)
+    with torch.no_grad():
+        assert loaded.stride == 16 and torch.equal(model(x), loaded(x))
+        assert model(x).shape == (1, 2, 1, 3001)

@@ -12,6 +12,11 @@ takes it from the corpus.
 number of roll features per part it reads beside the mixture (:mod:`.score_roll`). It is
 written into a resolved config only when on, so the configs and checkpoints of
 unconditioned models are exactly what they were before the key existed.
+
+``stride`` (``[model]``, optional, 0 = L/2) is the encoder's hop in samples: ``stride = L``
+tiles the signal with non-overlapping windows (as the first TasNet did), half the frames and
+so about half the separator's compute of the default hop. Like ``score_features`` it is
+written only when set, so existing configs and checkpoints are unchanged.
 """
 
 from __future__ import annotations
@@ -57,9 +62,9 @@ TRAINING_DEFAULTS: dict[str, Any] = {
 }
 
 # Optional [model] keys: accepted, resolved only when set to something other than their default.
-OPTIONAL_MODEL_DEFAULTS: dict[str, Any] = {"score_features": 0}
+OPTIONAL_MODEL_DEFAULTS: dict[str, Any] = {"score_features": 0, "stride": 0}
 
-_INT_KEYS = {"score_features", "N", "L", "B", "H", "P", "X", "R", "skip_channels", "sample_rate", "channels",
+_INT_KEYS = {"score_features", "stride", "N", "L", "B", "H", "P", "X", "R", "skip_channels", "sample_rate", "channels",
              "batch_size", "epochs", "steps_per_epoch", "valid_items", "plateau_patience", "patience"}
 _FLOAT_KEYS = {"segment_seconds", "valid_segment_seconds", "lr", "weight_decay", "plateau_factor",
                "clip_grad", "remix", "gain_db"}
@@ -95,6 +100,8 @@ def _check_ranges(model: dict, training: dict, source: str) -> None:
             raise UserError(f"{source}: {key} = {table[key]} must be at least 1")
     if model["L"] % 2:
         raise UserError(f"{source}: L = {model['L']} must be even (the encoder hops by L/2)")
+    if not 0 <= model.get("stride", 0) <= model["L"]:
+        raise UserError(f"{source}: stride = {model['stride']} must be between 1 and L = {model['L']} (0: L/2)")
     if model.get("score_features", 0) < 0:
         raise UserError(f"{source}: score_features = {model['score_features']} must be 0 (off) or more")
     if model["channels"] not in (0, 1, 2):

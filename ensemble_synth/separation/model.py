@@ -98,13 +98,13 @@ class ConvTasNet(nn.Module):
     def __init__(self, sources: int, channels: int = 1, N: int = 256, L: int = 20, B: int = 256,
                  H: int = 512, P: int = 3, X: int = 8, R: int = 3, skip_channels: int = 0,
                  norm: str = "gLN", causal: bool = False, mask: str = "relu", sample_rate: int = 16000,
-                 score_features: int = 0):
+                 score_features: int = 0, stride: int = 0):
         super().__init__()
         if P % 2 == 0 and not causal:
             raise ValueError("P must be odd for a non-causal model (symmetric padding)")
         self.sources, self.channels, self.N, self.L = sources, channels, N, L
         self.sample_rate = sample_rate
-        self.stride = L // 2
+        self.stride = stride or L // 2
         self.mask_kind = mask
         skip = skip_channels or B
         self.encoder = nn.Conv1d(channels, N, L, stride=self.stride, bias=False)
@@ -176,7 +176,8 @@ def build_model(model_cfg: dict, sources: int) -> ConvTasNet:
     """A ConvTasNet from a resolved ``[model]`` table (channels must be set)."""
     keys = ("N", "L", "B", "H", "P", "X", "R", "skip_channels", "norm", "causal", "mask", "sample_rate")
     return ConvTasNet(sources=sources, channels=int(model_cfg["channels"]) or 1,
-                      score_features=int(model_cfg.get("score_features", 0)), **{k: model_cfg[k] for k in keys})
+                      score_features=int(model_cfg.get("score_features", 0)), stride=int(model_cfg.get("stride", 0)),
+                      **{k: model_cfg[k] for k in keys})
 
 
 def count_parameters(model: nn.Module) -> int:
