@@ -50,6 +50,9 @@ SETTINGS = {
     "lr2x": ("learning rate 2e-3 (twice today's), plateau schedule", {"lr": 2e-3}),
     "hop32": ("encoder hop 32 ms (stride = L = 512: half the frames)", {"stride": 512}),
     "hop32_lr2x": ("encoder hop 32 ms and learning rate 2e-3", {"stride": 512, "lr": 2e-3}),
+    "hop32_n256": ("encoder hop 32 ms and N = 256 encoder filters", {"stride": 512, "N": 256}),
+    "hop32_pat2": ("encoder hop 32 ms, learning rate halved after 2 epochs without progress (not 3)",
+                   {"stride": 512, "plateau_patience": 2}),
 }
 ARCHITECTURES = {"base": {}, "N=256": {"N": 256}, "X=6": {"X": 6}, "H=192": {"H": 192}, "stride=L": {"stride": 512}}
 
@@ -130,8 +133,9 @@ def _train_setting(corpus: str, run_dir: str, name: str, epochs: int, steps_per_
 def measure_learning(args) -> None:
     names = args.settings.split(",")
     unknown = [n for n in names if n not in SETTINGS]
-    if unknown or "base" not in names:
-        sys.exit(f"--settings: unknown {unknown} (known: {', '.join(SETTINGS)}); 'base' must be one of them")
+    if unknown or ("base" not in names and not args.reference):
+        sys.exit(f"--settings: unknown {unknown} (known: {', '.join(SETTINGS)}); 'base' must be one of them "
+                 f"unless --reference gives its curve")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     context = multiprocessing.get_context("spawn")
@@ -151,6 +155,9 @@ def measure_learning(args) -> None:
         for p in processes:
             p.join()
     (out / "curves.json").write_text(json.dumps(curves, indent=1))
+    if "base" not in curves:  # the baseline's curve from an earlier run on the same corpus (training is deterministic)
+        curves["base"] = json.loads(Path(args.reference).read_text())["base"]
+        names = ["base", *names]
     target = max(sdr for _, sdr in curves["base"])
     base_cpu = curves["base"][-1][0]
     print(f"corpus {args.corpus}; base {args.base_epochs} epochs, the others {args.epochs}, x {args.steps_per_epoch} steps "
@@ -179,6 +186,8 @@ def main() -> None:
     learning.add_argument("--settings", default="base,cosine75,cosine,short2")
     learning.add_argument("--epochs", type=int, default=20)
     learning.add_argument("--steps-per-epoch", type=int, default=150)
+    learning.add_argument("--reference", help="curves.json of an earlier run whose 'base' curve to compare with "
+                          "(its CPU times were measured then: compare runs made under the same load)")
     learning.add_argument("--base-epochs", type=int, default=None,
                           help="epochs of the baseline (default --epochs); today's small budget is 20")
     args = parser.parse_args()
