@@ -9,7 +9,7 @@ steps); the preset now hops 32 ms (``hop32`` here).
 the same model under ``torch.compile``, and of cheaper architectures, interleaved so that
 other load hits them alike; minimum wall time and median process CPU time per step.
 
-``learning``: trains several settings on one corpus (the same seed, one torch thread each,
+``learning``: trains several settings on one corpus (the same ``--seed``, one torch thread each,
 two processes side by side on 2 cores) and reads each run's validation SDR per epoch against
 its process CPU time; reports the best validation SDR and the CPU time each setting needs to
 reach the baseline's final SDR. Validation is the corpus's own (synthetic) split: settings
@@ -111,14 +111,14 @@ def measure_steps(args) -> None:
               f"{statistics.median(cpus[name]):.3f} | {base / min(walls[name]):.2f}x | {warm[name]:.1f} |")
 
 
-def _train_setting(corpus: str, run_dir: str, name: str, epochs: int, steps_per_epoch: int, queue) -> None:
+def _train_setting(corpus: str, run_dir: str, name: str, epochs: int, steps_per_epoch: int, seed: int, queue) -> None:
     torch.set_num_threads(1)
     from ensemble_synth.separation.trainer import train
 
     overrides = dict(SETTINGS[name][1])
     short = overrides.pop("_short_segment", None)
     epochs = max(1, round(epochs * overrides.pop("_epochs", 1.0)))
-    common = dict(model="small", seed=0, progress=False, epochs=epochs, steps_per_epoch=steps_per_epoch, valid_items=16,
+    common = dict(model="small", seed=seed, progress=False, epochs=epochs, steps_per_epoch=steps_per_epoch, valid_items=16,
                   valid_segment_seconds=4.0)
     common.update(overrides)
     cpu_at_epoch = []
@@ -153,7 +153,7 @@ def measure_learning(args) -> None:
         batch = names[start:start + 2]
         processes = [context.Process(target=_train_setting, args=(args.corpus, str(out / n), n,
                                                                   args.base_epochs if n == "base" else args.epochs,
-                                                                  args.steps_per_epoch, queue))
+                                                                  args.steps_per_epoch, args.seed, queue))
                      for n in batch]
         for p in processes:
             p.start()
@@ -194,6 +194,7 @@ def main() -> None:
     learning.add_argument("--settings", default="base,cosine75,cosine,short2")
     learning.add_argument("--epochs", type=int, default=20)
     learning.add_argument("--steps-per-epoch", type=int, default=150)
+    learning.add_argument("--seed", type=int, default=0, help="the training seed (initial weights, example stream)")
     learning.add_argument("--reference", help="curves.json of an earlier run whose 'base' curve to compare with "
                           "(its CPU times were measured then: compare runs made under the same load)")
     learning.add_argument("--base-epochs", type=int, default=None,
