@@ -39,10 +39,10 @@ from .evaluation.model_scoring import evaluate_mixture, evaluate_model, mean_sdr
 from .fileio import write_bytes_atomic
 from .music.performance import PERFORMANCE_KEYS
 from .music.repertoire import load_midi_piece, midi_files
-from .presets import list_presets, presets_root
+from .presets import list_presets, presets_root, read_toml
 from .schema import defaults
 from .separation.allocator import jemalloc_preloaded, training_allocator_env
-from .separation.config import resolve_config
+from .separation.config import architecture, describe_difference, resolve_config
 from .versions import versions
 
 VARIANTS = ("dry", "room", "timbre", "performance", "full")
@@ -73,7 +73,7 @@ class Budget:
 BUDGETS = {
     "smoke": Budget("smoke", 16000, 6, 2, 2, 4.0, "tiny", 2, 8, 4,
                     "plumbing check: minutes on 2 CPU cores; the numbers mean nothing", 8, 0.2),
-    "small": Budget("small", 16000, 960, 12, 4, 12.0, "small", 32, 150, 16,
+    "small": Budget("small", 16000, 960, 12, 4, 12.0, "small", 20, 150, 16,
                     "about an hour on 2 CPU cores"),
     "full": Budget("full", 44100, 2000, 100, 4, 15.0, "convtasnet_study", 100, 500, 64,
                    "the study's model at 44.1 kHz: for a GPU", 320, 10.0),
@@ -326,6 +326,35 @@ def _generate_variant(label, preset, corpus, seed, jobs, progress, log) -> tuple
     return corpus, summary.tracks, time.perf_counter() - t0
 
 
+def training_overrides(budget: Budget, causal: bool) -> dict:
+    """What the bench changes in the budget's model preset for every model it trains."""
+    overrides = {"epochs": budget.epochs, "steps_per_epoch": budget.steps_per_epoch, "valid_items": budget.valid_items}
+    if causal:
+        overrides.update({"causal": True, "norm": "cLN"})
+    return overrides
+
+
+def _as_trained(config: dict) -> dict:
+    model = {f"model.{k}": v for k, v in architecture(config.get("model", {})).items() if k != "channels"}
+    training = {f"training.{k}": v for k, v in config.get("training", {}).items()}
+    return {**model, **training, "seed": config.get("data", {}).get("seed")}
+
+
+def check_finished_runs(folders: list[Path], budget: Budget, causal: bool, seed: int) -> None:
+    """A finished run in the output folder is reused as it is, so it must have been trained as
+    this bench would train it: another model, budget or seed there is one line naming the
+    folder, before any work."""
+    expected = _as_trained({**resolve_config(budget.model, training_overrides(budget, causal)), "data": {"seed": seed}})
+    for folder in folders:
+        if not (folder / "done").exists():
+            continue
+        found = _as_trained(read_toml(folder / "config.toml"))
+        if found != expected:
+            raise UserError(f"{folder}: a finished run trained otherwise than this bench would "
+                            f"({describe_difference(found, expected)}, as found vs as asked); "
+                            f"move it away or use another --out")
+
+
 def run_folder(out_dir: Path, label: str, target: str | None = None) -> Path:
     """Where a model is trained: ``runs/<label>``, a target model ``runs/targets/<label>/<instrument>``."""
     return out_dir / "runs" / label if target is None else out_dir / "runs" / "targets" / label / target
@@ -355,11 +384,9 @@ def _train_and_score(variant: str, corpus: Path, out_dir: Path, budget: Budget, 
     t1 = time.perf_counter()
     model_path = run_dir / "model.pt"
     if not (run_dir / "done").exists():
-        overrides = {"epochs": budget.epochs, "steps_per_epoch": budget.steps_per_epoch, "valid_items": budget.valid_items}
-        if causal:
-            overrides.update({"causal": True, "norm": "cLN"})
         model_path = train(corpus, run_dir, model=budget.model, target=target, seed=seed, progress=progress,
-                           log=None if progress else log, resume=(run_dir / "last.pt").exists(), **overrides)
+                           log=None if progress else log, resume=(run_dir / "last.pt").exists(),
+                           **training_overrides(budget, causal))
         (run_dir / "done").write_text("trained\n")
     t2 = time.perf_counter()
     separator = load_separator(model_path)
@@ -627,6 +654,9 @@ def run_bench(real: list[str], out_dir, budget: str = "smoke", causal: bool = Fa
     for label, (group, variant, group_base) in specs.items():
         presets[label] = variant_preset(group_base, variant, plan, group.layout, melodies, by_title)
         resolve_preset(presets[label])
+    check_finished_runs([run_folder(out_dir, label, target) for label, (group, _, _) in specs.items()
+                         for target in (group.instruments if outputs == "targets" else [None])],
+                        plan, causal, seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     if several:

@@ -135,3 +135,12 @@ def test_background_noise_belongs_to_the_recording_chain():
     for variant in VARIANTS:
         preset = resolve_preset(variant_preset(base, variant, BUDGETS["smoke"], "bach10", []))
         assert preset.get("noise", {}).get("enabled", False) == (variant in ("room", "full")), variant
+
+
+def test_a_finished_run_trained_otherwise_is_refused_before_any_work(smoke, capsys):
+    before = sorted(str(p) for p in smoke.rglob("*"))
+    assert main(["bench", "--real", f"bach10:{BACH10}", "--budget", "smoke", "--variants", "dry", "--seed", "1",
+                 "-o", str(smoke)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(smoke / "runs" / "dry") in err and "seed=0 vs 1" in err
+    assert sorted(str(p) for p in smoke.rglob("*")) == before
