@@ -6,12 +6,17 @@ change of the corpus bytes is intended, and say so in the commit, or when the nu
 recorded under ``_stack`` (numpy, scipy, pyroomacoustics, FluidSynth ...) has moved on: another
 release may round differently, so the audio bytes are compared only under the recorded stack,
 and the track specs (each metadata.json without its measured ``rendered`` table) always.
+The corpora are generated in a process whose numpy and OpenBLAS use no AVX-512 kernels
+(:func:`without_avx512`): those round differently in the last bit, so a CPU with AVX-512
+would otherwise draw other values than the fixture's.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
 import sys
 import tempfile
 import tomllib
@@ -65,7 +70,28 @@ def corpus_digests(root: Path) -> dict[str, str]:
     return out
 
 
-def generate_all(work: Path) -> dict[str, dict[str, str]]:
+def without_avx512() -> dict[str, str]:
+    """The environment in which numpy dispatches no kernel above AVX2 (x86-64-v3), with the default BLAS threads.
+
+    numpy's AVX-512 exp, log and sin round differently in the last bit, which moves values
+    drawn from distributions, and so the track specs, on CPUs that have it; the fixture is
+    recorded, and compared, with the AVX2 kernels. Other CPUs are left as they are."""
+    try:
+        from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+    except ImportError:
+        __cpu_dispatch__, __cpu_features__ = [], {}
+    higher = [f for f in __cpu_dispatch__ if f.startswith(("X86_V4", "AVX512")) and __cpu_features__.get(f)]
+    # BLAS threads as when the fixture was recorded in-process (generation pins them only for its
+    # workers, too late for the process's own OpenBLAS): a test that ran generation in this process
+    # left them at 1 in its environment, and the thread count changes OpenBLAS's rounding.
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+    if higher:
+        env["NPY_DISABLE_CPU_FEATURES"] = " ".join(higher)
+        env["OPENBLAS_CORETYPE"] = "Haswell"  # numpy's and scipy's OpenBLAS: AVX2 kernels too
+    return env
+
+
+def _generate_here(work: Path) -> dict[str, dict[str, str]]:
     from ensemble_synth import generate
 
     out = {}
@@ -76,7 +102,16 @@ def generate_all(work: Path) -> dict[str, dict[str, str]]:
     return out
 
 
-if __name__ == "__main__":
+def generate_all(work: Path) -> dict[str, dict[str, str]]:
+    """The digests of every preset's corpus, generated in a process without numpy's AVX-512 kernels."""
+    subprocess.run([sys.executable, __file__, "--generate", str(work)], env=without_avx512(), check=True)
+    return json.loads((work / "digests.json").read_text())
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["--generate"]:
+    work = Path(sys.argv[2])
+    (work / "digests.json").write_text(json.dumps(_generate_here(work)))
+elif __name__ == "__main__":
     with tempfile.TemporaryDirectory() as tmp:
         digests = {"_stack": stack(), **generate_all(Path(tmp))}
     FIXTURE.write_text(json.dumps(digests, indent=1, sort_keys=True) + "\n")
