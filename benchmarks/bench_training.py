@@ -39,7 +39,7 @@ from pathlib import Path
 import torch
 
 from ensemble_synth.separation.config import resolve_config
-from ensemble_synth.separation.model import ConvTasNet, count_parameters
+from ensemble_synth.separation.model import ConvTasNet, build_model, count_parameters
 
 from bench_convtasnet import step_timer  # the same timed step (this script's folder is on sys.path)
 
@@ -65,10 +65,8 @@ ARCHITECTURES = {"base": BASE, "N=256": {**BASE, "N": 256}, "X=6": {**BASE, "X":
 
 
 def _model(overrides: dict) -> ConvTasNet:
-    cfg = {**resolve_config("small")["model"], **overrides}
     torch.manual_seed(0)
-    return ConvTasNet(4, 1, stride=cfg.get("stride", 0),
-                      **{k: cfg[k] for k in ("N", "L", "B", "H", "P", "X", "R", "norm", "causal", "mask")})
+    return build_model({**resolve_config("small", overrides)["model"], "channels": 1}, sources=4)
 
 
 def measure_steps(args) -> None:
