@@ -175,11 +175,14 @@ def test_metadata_records_every_choice(corpus):
 
 
 def test_jobs_2_gives_the_same_bytes_as_jobs_1(corpus, preset_toml, rir_cache, tmp_path):
-    # Through the CLI, with two worker processes and a warm RIR cache.
+    # Through the CLI, with two worker processes and a warm RIR cache; the caller's environment
+    # (thread variables that a later subprocess of a library user would inherit) is left alone.
     out = tmp_path / "tiny"
+    environment = dict(os.environ)
     rc = main(["generate", "--preset", str(preset_toml), "-o", str(out), "--seed", "11", "--jobs", "2",
                "--rir-cache", str(rir_cache), "--quiet"])
     assert rc == 0
+    assert dict(os.environ) == environment
     assert_same_corpus(corpus, out)
 
 

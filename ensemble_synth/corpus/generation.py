@@ -64,11 +64,6 @@ class Summary:
 # --- a room group: the unit of parallel work ----------------------------------------------
 
 
-def _pin_threads() -> None:
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(var, "1")
-
-
 def run_group(preset: dict, seed: int, split: str, group: int, indices: list[int], out_dir: str,
               options: dict, augmentations=()) -> list[dict]:
     """Sample and render the tracks of one room group (they share a room); returns metadata."""
@@ -173,7 +168,8 @@ def _make_executor(jobs: int, scheduler: str | None, preset: dict):
         return connect_scheduler(scheduler), True
     if jobs <= 1:
         return None, False
-    _pin_threads()
+    # The caller's environment is left as it is. BLAS threads are not pinned: forked workers
+    # keep the parent's (its OpenBLAS read the variables at import), so they round as jobs=1 does.
     # fork: workers start at once and scripts need no __main__ guard; the parent holds no
     # synthesizer or room state, only the preset.
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
