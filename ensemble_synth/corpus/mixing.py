@@ -1,10 +1,13 @@
 """The mix stage: part levels and the loudness of the mixture.
 
 Every dry stem is first matched to the same loudness (:data:`DRY_LOUDNESS_LUFS`), then given
-its part gain (``[mix] gain_db``); after the room, the images are scaled together so that the
-mixture has the drawn loudness (``loudness_lufs``, pyloudnorm's BS.1770 meter), lowered
-further if its peak would pass ``peak_ceiling``. One gain for all images keeps
-``mix == sum(stems)``.
+its part gain (``[mix] gain_db``). With ``balance = "captured"`` the parts are balanced again
+after the room and the background noise, as separately recorded tracks are mixed: each image
+is matched to the same loudness plus its part gain, so the seat and the microphones change a
+part's sound but not its level in the mix (the default, ``"dry"``, leaves the balance the
+room gives). Last, the images are scaled together so that the mixture has the drawn loudness
+(``loudness_lufs``, pyloudnorm's BS.1770 meter), lowered further if its peak would pass
+``peak_ceiling``. One gain for all images keeps ``mix == sum(stems)``.
 """
 
 from __future__ import annotations
@@ -25,27 +28,38 @@ MIX_KEYS = {
     "loudness_lufs": Key(-24.0, low=-70.0, high=-6.0, unit="LUFS"),
     "peak_ceiling": Key(0.891, low=0.0, high=1.0, open_low=True, random=False, unit="(full scale)"),
 }
+# Optional (a preset without it keeps its corpus.toml and track specs as they were).
+BALANCES = ("dry", "captured")
+
+
+def check_balance(mix: dict, where: str) -> None:
+    """``[mix] balance``, when given: where the part levels are set."""
+    if "balance" in mix and mix["balance"] not in BALANCES:
+        raise UserError(f"{where} key 'balance': expected one of {', '.join(BALANCES)}, got {mix['balance']!r}")
 
 
 @dataclass(frozen=True)
 class MixSpec:
-    """The mixture's loudness target and peak ceiling (``metadata.json``'s ``mix``)."""
+    """The mixture's loudness target, peak ceiling and balance (``metadata.json``'s ``mix``)."""
 
     loudness_lufs: float
     peak_ceiling: float
+    balance: str = "dry"
 
     def to_dict(self) -> dict:
-        return {"loudness_lufs": self.loudness_lufs, "peak_ceiling": self.peak_ceiling}
+        out = {"loudness_lufs": self.loudness_lufs, "peak_ceiling": self.peak_ceiling}
+        return out if self.balance == "dry" else {**out, "balance": self.balance}
 
     @classmethod
     def from_dict(cls, d: dict) -> "MixSpec":
-        return cls(float(d["loudness_lufs"]), float(d["peak_ceiling"]))
+        return cls(float(d["loudness_lufs"]), float(d["peak_ceiling"]), d.get("balance", "dry"))
 
     @classmethod
     def sample(cls, config: dict, n_parts: int, rng: np.random.Generator) -> tuple[list[float], "MixSpec"]:
         """The part gains (dB, one per part) and the mixture's spec."""
         gains = [float(draw(config["gain_db"], rng, "gain_db")) for _ in range(n_parts)]
-        return gains, cls(float(draw(config["loudness_lufs"], rng, "loudness_lufs")), float(config["peak_ceiling"]))
+        return gains, cls(float(draw(config["loudness_lufs"], rng, "loudness_lufs")), float(config["peak_ceiling"]),
+                          config.get("balance", "dry"))
 
 
 def loudness(meter, audio: np.ndarray) -> float:
@@ -64,19 +78,20 @@ def meter(sample_rate: int):
     return pyloudnorm.Meter(sample_rate)
 
 
-def match_dry_levels(dry: np.ndarray, gains_db: list[float], sample_rate: int, names: list[str], what: str) -> list[float]:
-    """Scale each dry stem (in place) to DRY_LOUDNESS_LUFS plus its part gain; returns the gains applied (dB).
+def match_levels(stems: np.ndarray, gains_db: list[float], sample_rate: int, names: list[str], what: str) -> list[float]:
+    """Scale each part's stem (in place; dry stems or images) to DRY_LOUDNESS_LUFS plus its part
+    gain; returns the gains applied (dB).
 
     ``what`` names the track and the sound sources, for the error about a silent part.
     """
     bs1770 = meter(sample_rate)
     applied = []
     for i, (name, part_gain) in enumerate(zip(names, gains_db)):
-        level = loudness(bs1770, dry[i])
+        level = loudness(bs1770, stems[i])
         if not np.isfinite(level):
             raise UserError(f"{what[0]}: part {name} rendered silent with {what[1][i]}")
         gain_db = DRY_LOUDNESS_LUFS - level + part_gain
-        dry[i] *= np.float32(10 ** (gain_db / 20))
+        stems[i] *= np.float32(10 ** (gain_db / 20))
         applied.append(round(gain_db, 6))
     return applied
 

@@ -19,7 +19,7 @@ from ..presets import load_preset
 from ..schema import Key, check_table, defaults
 from ..synthesis.timbre import TIMBRE_KEYS, check_envelope, resolve_source
 from . import augment as augment_mod
-from .mixing import MIX_KEYS
+from .mixing import MIX_KEYS, check_balance
 from .noise import NOISE_KEYS
 
 SPLITS = ("train", "valid", "test")
@@ -85,7 +85,9 @@ def resolve_preset(name_or_dict: str | dict) -> dict:
 
 def validate(preset: dict, source: str) -> None:
     for table, keys in TABLES.items():
-        check_table(preset[table], keys, f"{source}: [{table}]", extra=("envelope",) if table == "timbre" else ())
+        extra = {"timbre": ("envelope",), "mix": ("balance",)}.get(table, ())
+        check_table(preset[table], keys, f"{source}: [{table}]", extra=extra)
+    check_balance(preset["mix"], f"{source}: [mix]")
     if "envelope" in preset["timbre"]:  # optional: presets without it keep their corpus.toml as it was
         preset["timbre"]["envelope"] = check_envelope(preset["timbre"]["envelope"], f"{source}: [timbre.envelope]")
     check_table(preset["write"], WRITE_KEYS, f"{source}: [write]")

@@ -19,7 +19,7 @@ from ..synthesis.fluid_renderer import PartVoice, pad_stack, render_parts
 from ..synthesis.soundfonts import resolve as resolve_soundfont
 from ..synthesis.timbre import apply_eq
 from . import augment as augment_mod
-from .mixing import MixSpec, match_dry_levels, normalise_mixture
+from .mixing import MixSpec, match_levels, normalise_mixture
 from .noise import add_noise
 
 
@@ -51,7 +51,8 @@ def render_track(track: dict, cache=None, augmentations=()) -> RenderedTrack:
     The pipeline: perform the arrangement -> score augmentations -> FluidSynth, one dry stem
     a part -> timbre EQ -> dry levels -> dry augmentations -> the scene's impulse responses
     (images at the output channels) -> image augmentations -> each part's background noise
-    (:mod:`.noise`, when the preset asks for it) -> the mixture's loudness.
+    (:mod:`.noise`, when the preset asks for it) -> the image levels (``[mix] balance =
+    "captured"``) -> the mixture's loudness.
     """
     sr = int(track["sample_rate"])
     records = track.get("augmentations", [])
@@ -69,8 +70,9 @@ def render_track(track: dict, cache=None, augmentations=()) -> RenderedTrack:
                                    f"track {track['track_id']}")
     for i, p in enumerate(part_specs):
         dry[i] = apply_eq(dry[i], sr, p["eq_low_db"], p["eq_high_db"], p.get("eq_peaks", ()))
-    dry_gains = match_dry_levels(dry, [p["gain_db"] for p in part_specs], sr, [p["name"] for p in part_specs],
-                                 (f"track {track['track_id']}", [p["soundfont"] for p in part_specs]))
+    gains, names = [p["gain_db"] for p in part_specs], [p["name"] for p in part_specs]
+    what = (f"track {track['track_id']}", [p["soundfont"] for p in part_specs])
+    dry_gains = match_levels(dry, gains, sr, names, what)
     dry = augment_mod.apply_stage("dry", dry, records, augs, sr)
     if track.get("scene") is not None:
         images = spatialize(dry, Scene.from_dict(track["scene"]), sr, cache)
@@ -80,7 +82,12 @@ def render_track(track: dict, cache=None, augmentations=()) -> RenderedTrack:
     images = np.ascontiguousarray(images, dtype=np.float32)
     if track.get("noise"):
         add_noise(images, track["noise"], sr)
-    report = {"dry_gain_db": dry_gains, **normalise_mixture(images, MixSpec.from_dict(track["mix"]), sr),
+    mix = MixSpec.from_dict(track["mix"])
+    balanced = {}
+    if mix.balance == "captured" and (track.get("scene") is not None or track.get("noise")):
+        # (without a room or noise the images are the dry stems, balanced already)
+        balanced["image_gain_db"] = match_levels(images, gains, sr, names, what)
+    report = {"dry_gain_db": dry_gains, **balanced, **normalise_mixture(images, mix, sr),
               "samples": int(images.shape[-1]), "duration": images.shape[-1] / sr, "channels": int(images.shape[1]),
               "notes": [int(len(n)) for n in notes]}
     if out_of_range:
