@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from .acoustics.seating import ensemble_instruments, layout_for, load_layout
 from .adaptation import adapt, score_instruments
@@ -374,6 +375,9 @@ def _train_and_score(variant: str, corpus: Path, out_dir: Path, budget: Budget, 
     from .separation import load_separator, train
 
     torch.set_num_threads(threads)
+    # numpy's BLAS too (example reading, scoring): its thread count changes its rounding, and
+    # so the training curve, which would otherwise depend on the caller's environment.
+    threadpool_limits(threads)
     label = variant if group is None else f"{group}/{variant}"
     prefix = label if target is None else f"{label} {target}"
 

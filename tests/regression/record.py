@@ -81,9 +81,8 @@ def without_avx512() -> dict[str, str]:
     except ImportError:
         __cpu_dispatch__, __cpu_features__ = [], {}
     higher = [f for f in __cpu_dispatch__ if f.startswith(("X86_V4", "AVX512")) and __cpu_features__.get(f)]
-    # BLAS threads as when the fixture was recorded in-process (generation pins them only for its
-    # workers, too late for the process's own OpenBLAS): a test that ran generation in this process
-    # left them at 1 in its environment, and the thread count changes OpenBLAS's rounding.
+    # BLAS threads as when the fixture was recorded: the default, whatever the caller's
+    # environment sets (the thread count changes OpenBLAS's rounding).
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
     if higher:
         env["NPY_DISABLE_CPU_FEATURES"] = " ".join(higher)
