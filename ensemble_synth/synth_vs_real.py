@@ -428,7 +428,9 @@ def _train_and_score(variant: str, corpus: Path, out_dir: Path, budget: Budget, 
         row["_rows"] = {"synthetic": [r for r in part_rows(synthetic) if r["instrument"] == target],
                         "real": real_rows, "outputs": [target]}
         row["model"] = str(model_path)
-    elif group is not None:  # for the per-part, per-piece and overall tables (not written as such)
+    elif group is None:  # one line-up: its per-piece table
+        row["pieces"] = per_piece(part_rows(real_results), piece_namer(segment))
+    else:  # for the per-part, per-piece and overall tables (not written as such)
         row["_rows"] = {"synthetic": part_rows(synthetic), "real": part_rows(real_results),
                         "outputs": list(separator.output_names)}
     return row
@@ -731,7 +733,9 @@ def run_bench(real: list[str], out_dir, budget: str = "smoke", causal: bool = Fa
         results["segment_seconds"] = segment
     if not several:
         results["variants"] = [rows[v] for v in variants]
-        results["mixture_reference"] = {"real": mean_sdr(evaluate_mixture(real_tracks))}
+        mixture = evaluate_mixture(real_tracks)
+        results["mixture_reference"] = {"real": mean_sdr(mixture),
+                                        "pieces": per_piece(part_rows(mixture), piece_namer(segment))}
     else:
         results.update(_grouped_results(groups, variants, rows, piece_namer(segment)))
     results["score_adapted"] = adapted
@@ -830,8 +834,21 @@ def results_markdown(results: dict) -> str:
     lines.append(f"| *mixture / parts (no model)* | | {_fmt(reference['real']['mean'])} | | " + " | ".join(per) + " |")
     lines += ["", (f"Wall time {results['wall_seconds']:.0f} s. SDR in dB. The last row scores the mixture itself, "
               "divided by the number of parts, as every part's estimate: a model below it makes the parts worse."), ""]
+    lines += _pieces_markdown(results["variants"], reference.get("pieces"))
     lines += _score_adapted_markdown(results)
     return "\n".join(lines)
+
+
+def _pieces_markdown(rows: list[dict], no_model: dict | None) -> list[str]:
+    """Per piece of one line-up, each variant's real SDR (mean over the piece's parts)."""
+    if not no_model or not all("pieces" in row for row in rows):
+        return []
+    lines = ["## Per piece (real SDR, mean over the piece's parts)", "",
+             "| piece | " + " | ".join(row["variant"] for row in rows) + " | no model |",
+             "|---|" + "---:|" * (len(rows) + 1)]
+    for piece, reference in no_model.items():
+        lines.append(f"| {piece} | " + " | ".join(_fmt(row["pieces"].get(piece)) for row in rows) + f" | {_fmt(reference)} |")
+    return [*lines, ""]
 
 
 NO_MODEL = "*mixture / parts (no model)*"

@@ -57,10 +57,19 @@ def test_every_variant_is_trained_and_scored(smoke):
 
 
 def test_table_and_plot_are_written(smoke):
-    table = (smoke / "results.md").read_text().splitlines()
-    rows = [line for line in table if line.startswith("| ") and not line.startswith("| variant")]
+    text = (smoke / "results.md").read_text()
+    table = text.splitlines()
+    head = table.index(next(line for line in table if line.startswith("| variant")))
+    rows = [line for line in table[head + 2:] if line.startswith("| ")][:len(VARIANTS) + 1]
     assert [r.split("|")[1].strip() for r in rows] == [*VARIANTS, "*mixture / parts (no model)*"]
-    assert all(len(r.split("|")) == len(table[4].split("|")) for r in rows)
+    assert all(len(r.split("|")) == len(table[head].split("|")) for r in rows)
+    # one line-up: a table per piece, a column per variant and the no-model column
+    pieces = text.split("## Per piece")[1].splitlines()
+    assert pieces[2] == "| piece | " + " | ".join(VARIANTS) + " | no model |"
+    piece_rows = [line for line in pieces[4:] if line.startswith("| ")]
+    assert len(piece_rows) == 3 and all(len(r.split("|")) == len(VARIANTS) + 4 for r in piece_rows)
+    results = json.loads((smoke / "results.json").read_text())
+    assert set(results["variants"][0]["pieces"]) == set(results["mixture_reference"]["pieces"]) == set(results["real_tracks"])
     assert (smoke / "gap.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
