@@ -415,9 +415,11 @@ def test_urmp_excerpt_alone_keeps_the_single_lineup_layout(tmp_path, cache):
     assert set(row["real"]["instruments"]) == {"violin", "cello"}
     # a violin and a cello of similar level: doing nothing scores about 3 dB
     assert 1.5 < results["mixture_reference"]["real"]["mean"] < 4.5
-    rows = [line for line in (out / "results.md").read_text().splitlines()
+    text = (out / "results.md").read_text()
+    rows = [line for line in text.split("## Per piece")[0].splitlines()
             if line.startswith("| ") and not line.startswith("| variant")]
     assert [r.split("|")[1].strip() for r in rows] == ["dry", "*mixture / parts (no model)*"]
+    assert "| piece | dry | no model |" in text  # the excerpt's own row follows
     # target models in the same folder: the corpus is reused, the voice-ordered results stay as they were
     before = (out / "results.json").read_bytes()
     assert main(["bench", "--real", f"urmp:{URMP}", "--budget", "smoke", "--variants", "dry", "--outputs", "targets",
