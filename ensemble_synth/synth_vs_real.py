@@ -834,20 +834,24 @@ def results_markdown(results: dict) -> str:
     lines.append(f"| *mixture / parts (no model)* | | {_fmt(reference['real']['mean'])} | | " + " | ".join(per) + " |")
     lines += ["", (f"Wall time {results['wall_seconds']:.0f} s. SDR in dB. The last row scores the mixture itself, "
               "divided by the number of parts, as every part's estimate: a model below it makes the parts worse."), ""]
-    lines += _pieces_markdown(results["variants"], reference.get("pieces"))
+    if reference.get("pieces") and all("pieces" in row for row in results["variants"]):  # not target models
+        lines += _pieces_markdown([row["variant"] for row in results["variants"]],
+                                  [(None, results["variants"], reference["pieces"])])
     lines += _score_adapted_markdown(results)
     return "\n".join(lines)
 
 
-def _pieces_markdown(rows: list[dict], no_model: dict | None) -> list[str]:
-    """Per piece of one line-up, each variant's real SDR (mean over the piece's parts)."""
-    if not no_model or not all("pieces" in row for row in rows):
-        return []
+def _pieces_markdown(variants: list[str], lineups: list[tuple[str | None, list[dict], dict]]) -> list[str]:
+    """The per-piece table: each variant's real SDR (mean over the piece's parts) and the no-model
+    score. ``lineups``: (line-up, or None when there is one, its variant rows, its no-model pieces)."""
+    named = any(layout is not None for layout, _, _ in lineups)
     lines = ["## Per piece (real SDR, mean over the piece's parts)", "",
-             "| piece | " + " | ".join(row["variant"] for row in rows) + " | no model |",
-             "|---|" + "---:|" * (len(rows) + 1)]
-    for piece, reference in no_model.items():
-        lines.append(f"| {piece} | " + " | ".join(_fmt(row["pieces"].get(piece)) for row in rows) + f" | {_fmt(reference)} |")
+             "| piece | " + ("line-up | " if named else "") + " | ".join(variants) + " | no model |",
+             ("|---|---|" if named else "|---|") + "---:|" * (len(variants) + 1)]
+    for layout, rows, no_model in lineups:
+        for piece, reference in no_model.items():
+            cells = [_fmt(row["pieces"].get(piece)) for row in rows]
+            lines.append(f"| {piece} | " + (f"{layout} | " if named else "") + " | ".join(cells) + f" | {_fmt(reference)} |")
     return [*lines, ""]
 
 
@@ -902,16 +906,10 @@ def _grouped_markdown(results: dict) -> str:
         ref = group["mixture_reference"]
         per = [_fmt(ref["parts"].get(p)) for p in parts]
         lines += [f"| {NO_MODEL} | | {_fmt(ref['real']['mean'])} | | " + " | ".join(per) + " |", ""]
-    variants = [row["variant"] for row in results["variants"]]
-    lines += ["## Per piece (real SDR, mean over the piece's parts)", "",
-              "| piece | line-up | " + " | ".join(variants) + " | no model |",
-              "|---|---|" + "---:|" * (len(variants) + 1)]
-    for group in groups:
-        for piece in group["pieces"]:
-            cells = [_fmt(row["pieces"].get(piece)) for row in group["variants"]]
-            lines.append(f"| {piece} | {group['layout']} | " + " | ".join(cells)
-                         + f" | {_fmt(group['mixture_reference']['pieces'].get(piece))} |")
-    lines += ["", (f"Wall time {results['wall_seconds']:.0f} s. SDR in dB. The no-model rows score the mixture itself, "
+    lines += _pieces_markdown([row["variant"] for row in results["variants"]],
+                              [(g["layout"], g["variants"], {p: g["mixture_reference"]["pieces"].get(p) for p in g["pieces"]})
+                               for g in groups])
+    lines += [(f"Wall time {results['wall_seconds']:.0f} s. SDR in dB. The no-model rows score the mixture itself, "
               "divided by the number of parts, as every part's estimate: a model below it makes the parts worse."), ""]
     lines += _score_adapted_markdown(results)
     return "\n".join(lines)
