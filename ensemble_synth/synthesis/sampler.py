@@ -468,7 +468,7 @@ def _tilt(velocity: float) -> float:
     return -TILT_LOUD * (velocity - TILT_REF) / (127.0 - TILT_REF)
 
 
-def _expression(controls, length: int, sample_rate: int) -> np.ndarray | None:
+def expression_gain(controls, length: int, sample_rate: int) -> np.ndarray | None:
     """The gain of CC 11 (expression) and CC 7 (volume) over the part, ``(cc / 127)**2`` each
     (FluidSynth's default curves), linear between events; None without such events."""
     if controls is None or not len(controls):
@@ -594,7 +594,7 @@ def render(notes: np.ndarray, voice: SampledVoice, sample_rate: int, controls=No
         from scipy.signal import lfilter  # where used: a second at start-up otherwise
 
         out += lfilter([1.0 - pole], [1.0, -pole], to_filter).astype(np.float32)
-    gain = _expression(controls, len(out), sample_rate)
+    gain = expression_gain(controls, len(out), sample_rate)
     if gain is not None:
         out *= gain
     return out

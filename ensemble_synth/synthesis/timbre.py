@@ -23,7 +23,12 @@ by each sample's own attack and silenced the short samples of the csound bank. D
 ``timbre.envelope`` stream and recorded per part as ``envelope``; presets without the table
 draw and render as before.
 
-A library lacks some instruments (tonejs: viola, oboe). A part whose instrument (or whose
+The pool may also name ``"stk"``: STK's physical models (:mod:`.physical`), which play the
+bowed strings, clarinet, saxophones, bassoon and flute. The part spec then records
+``soundfont = "stk"``, ``soundfont_file`` (the model, e.g. ``stk:Bowed``) and a ``physical``
+table: the model, the player's controls, vibrato rate, low-pass and the seed of its noise.
+
+A library lacks some instruments (tonejs: viola, oboe; stk: oboe, brass). A part whose instrument (or whose
 program pool's choice) the drawn library has no recordings of is *not* played by another
 instrument's recordings shifted into its register (a pitch-shifted violin is neither a viola
 nor a good violin): its source is redrawn from the rest of the pool (same weights, from the
@@ -43,7 +48,7 @@ from ..distributions import DISTRIBUTIONS, draw
 from ..errors import UserError
 from ..music import instruments
 from ..schema import Key, check_table
-from . import sample_library
+from . import physical, sample_library
 from .soundfonts import Soundfont
 from .soundfonts import resolve as resolve_soundfont
 
@@ -115,10 +120,21 @@ class SampleLibrary:
         return sample_library.packages(self.name)
 
 
-def resolve_source(name) -> Soundfont | SampleLibrary:
-    """A ``[timbre] soundfont`` value: a sample library's name (every package must be
+@dataclass(frozen=True)
+class PhysicalModels:
+    """STK's physical models (:mod:`.physical`), its renderer built."""
+
+    name: str = physical.NAME
+
+
+def resolve_source(name) -> Soundfont | SampleLibrary | PhysicalModels:
+    """A ``[timbre] soundfont`` value: ``"stk"`` (its renderer must be built: if not, one line
+    with the command that builds it), a sample library's name (every package must be
     installed: a missing one is one line with the command that installs it), else a
     soundfont (registry name or path, see :func:`.soundfonts.resolve`)."""
+    if name == physical.NAME:
+        physical.renderer()
+        return PhysicalModels()
     if sample_library.is_library(name):
         return _installed_library(name)
     return resolve_soundfont(name)
@@ -134,12 +150,14 @@ def _installed_library(name: str) -> SampleLibrary:
 def source_versions(value) -> dict:
     """What a corpus records about the sources a ``[timbre] soundfont`` value can draw:
     ``{file, sha256}`` per soundfont, ``{library, packages: {package: {version, sha256}}}``
-    per sample library."""
+    per sample library, ``{library, stk, renderer_sha256}`` for the physical models."""
     names = value if isinstance(value, list) else value.get("choice", [value]) if isinstance(value, dict) else [value]
     out = {}
     for name in names:
         source = resolve_source(name)
-        if isinstance(source, SampleLibrary):
+        if isinstance(source, PhysicalModels):
+            out[source.name] = physical.versions()
+        elif isinstance(source, SampleLibrary):
             out[source.name] = {"library": source.name,
                                 "packages": {p.package: {"version": p.version, "sha256": p.sha256}
                                              for p in source.packages}}
@@ -162,6 +180,8 @@ def _pool(value) -> list[tuple[object, float]]:
 
 
 def _plays(source, instrument: str) -> bool:
+    if isinstance(source, PhysicalModels):
+        return physical.plays(instrument)
     return not isinstance(source, SampleLibrary) or sample_library.package_for(source.name, instrument) is not None
 
 
@@ -180,6 +200,7 @@ class PartTimbre:
     eq_peaks: tuple[dict, ...] = ()
     sampler: dict | None = None  # library, package, version, instrument, seed (a sampled source)
     envelope: dict | None = None  # attack_skip_ms, release_scale (a [timbre.envelope] entry matched)
+    physical: dict | None = None  # library, model, controls, vibrato_hz, lowpass_hz, seed (an STK model)
 
     def voice(self) -> dict:
         return {"soundfont": self.soundfont, "soundfont_file": self.soundfont_file, "program": self.program,
@@ -196,14 +217,17 @@ class PartTimbre:
             out["sampler"] = dict(self.sampler)
         if self.envelope is not None:
             out["envelope"] = dict(self.envelope)
+        if self.physical is not None:
+            out["physical"] = dict(self.physical)
         return out
 
     @classmethod
     def sample(cls, config: dict, instrument: str, rng: np.random.Generator,
                rng_pool: np.random.Generator, rng_envelope: np.random.Generator | None = None) -> "PartTimbre":
         """``rng`` draws the font, detuning and shelves; ``rng_pool`` the program pool and the
-        bands, and for a sampled source (after the program) the redraw of a library that
-        lacks the instrument and the seed of the sampler's per-note choices; ``rng_envelope``
+        bands, and for a sampled or physical source (after the program) the redraw of a source
+        that lacks the instrument and the seed of the sampler's per-note choices, or the
+        physical model's player; ``rng_envelope``
         the ``[timbre.envelope]`` entry of the instrument that plays (needed when there is one)."""
         source = resolve_source(draw(config["soundfont"], rng, "soundfont"))
         detune = float(draw(config["detune_cents"], rng, "detune_cents"))
@@ -214,12 +238,14 @@ class PartTimbre:
         if pool is not None:
             chosen = instruments.get(draw(pool, rng_pool, f"programs {instrument}"))
             program, player = chosen.program, chosen.name
-        sampled = None
-        if isinstance(source, SampleLibrary):
-            plays = player or instruments.get(instrument).name
+        sampled = modelled = None
+        plays = player or instruments.get(instrument).name
+        if isinstance(source, (SampleLibrary, PhysicalModels)):
             if not _plays(source, plays):
                 source = _redraw(config["soundfont"], plays, source.name, rng_pool)
-            if isinstance(source, SampleLibrary):
+            if isinstance(source, PhysicalModels):
+                modelled = physical.draw_voice(plays, rng_pool)
+            elif isinstance(source, SampleLibrary):
                 entry = sample_library.package_for(source.name, plays)
                 sampled = {"library": source.name, "package": entry.package, "version": entry.version,
                            "instrument": entry.recorded, "seed": int(rng_pool.integers(2**31))}
@@ -235,14 +261,17 @@ class PartTimbre:
         if sampled is not None:
             file = sample_library.package_for(sampled["library"], plays).folder_name
             return cls(source.name, file, program, detune, low, high, player, peaks, sampled, envelope)
+        if modelled is not None:
+            return cls(source.name, f"{source.name}:{modelled['model']}", program, detune, low, high, player, peaks,
+                       physical=modelled)
         return cls(source.name, source.path.name, program, detune, low, high, player, peaks, envelope=envelope)
 
 
-def _redraw(value, plays: str, library: str, rng: np.random.Generator) -> Soundfont | SampleLibrary:
-    """Another source of the pool for an instrument ``library`` has no recordings of."""
+def _redraw(value, plays: str, library: str, rng: np.random.Generator) -> Soundfont | SampleLibrary | PhysicalModels:
+    """Another source of the pool for an instrument ``library`` does not play."""
     options = [(name, w) for name, w in _pool(value) if w > 0 and _plays(resolve_source(name), plays)]
     if not options:
-        raise UserError(f"[timbre] soundfont: sample library '{library}' has no {plays} recordings and the pool "
+        raise UserError(f"[timbre] soundfont: '{library}' does not play {plays} and the pool "
                         f"holds no other source for it; add a soundfont to the pool or a [timbre.programs] entry")
     weights = np.array([w for _, w in options], dtype=float)
     return resolve_source(options[int(rng.choice(len(options), p=weights / weights.sum()))][0])
