@@ -7,6 +7,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 SOURCE="$ROOT/native/stk_render.cpp"
 DEST="${ENSEMBLE_SYNTH_STK:-$HOME/.cache/ensemble_synth/stk}"
+DEST="${DEST%%:*}"
 HASH="$(sha256sum "$SOURCE" | cut -c1-16)"
 BINARY="$DEST/stk-render-$HASH"
 [ -x "$BINARY" ] && exit 0

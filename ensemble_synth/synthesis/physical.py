@@ -19,14 +19,16 @@ How a part is played:
   range and measuring their f0, and each note asks for the pitch that sounds at the note's
   (the measured offsets interpolated).
 - **Level**: velocity drives the model (``amplitude = 128 (0.6 + 0.4 v / 127)``: louder
-  notes are brighter, as bow and breath are) and scales the note by ``40 log10(v / 127)`` dB,
-  FluidSynth's curve; CC 11 (expression) is a gain over time, as on the sampler.
+  notes are brighter, as bow and breath are) and scales the output from the note's onset by
+  ``40 log10(v / 127)`` dB, FluidSynth's curve (a 5 ms ramp); CC 11 (expression) is a gain
+  over time, as on the sampler.
 - **Vibrato**: CC 1 as the GM fonts read it (up to about 50 cents at 64) is a pitch vibrato
   on the bowed string; the wind models' vibrato modulates the breath (an amplitude
   vibrato) and gets the same CC at :data:`WIND_VIBRATO_SCALE`. Its rate is drawn per player.
 - **Spectrum**: the wind models are 5-11 dB brighter than Bach10's stems above 2.5 kHz,
   the bowed string is not (the realism report, ``docs/timbre_sources.md``): each player gets
-  a one-pole low-pass drawn from its model's range in :data:`MODELS`, before the timbre EQ.
+  a one-pole low-pass (in the renderer) drawn from its model's range in :data:`MODELS`, before
+  the timbre EQ.
 - **Determinism**: STK's noise draws from C's ``rand()``, seeded by the renderer with the
   voice's seed; the same spec renders the same samples.
 """
@@ -72,6 +74,7 @@ BOWED_VIBRATO_SCALE = 10.0 / 64.0  # STK's bowed vibrato at CC 1 = 10 spans abou
 WIND_VIBRATO_SCALE = 0.3
 DRIVE = (0.6, 0.4)  # amplitude sent to the model: 128 (DRIVE[0] + DRIVE[1] v / 127)
 TUNING_STEP = 3  # semitones between tuning notes
+GAIN_RAMP_S = 0.005  # a note's velocity gain is reached over this
 
 
 def model_for(instrument: str) -> str | None:
@@ -149,9 +152,9 @@ def versions() -> dict:
     return {"library": NAME, "stk": library, "renderer_sha256": source_hash()}
 
 
-def _run(model: str, sample_rate: int, seed: int, events: list[str], where: str) -> np.ndarray:
+def _run(model: str, sample_rate: int, seed: int, events: list[str], where: str, lowpass_hz: float = 0.0) -> np.ndarray:
     """Samples of the renderer for ``events`` (lines of ``native/stk_render.cpp``'s protocol)."""
-    command = [str(renderer()), model, str(int(sample_rate)), str(int(seed) % 2**32), str(VOICES)]
+    command = [str(renderer()), model, str(int(sample_rate)), str(int(seed) % 2**32), str(VOICES), repr(float(lowpass_hz))]
     result = subprocess.run(command, input="\n".join(events).encode() + b"\n", capture_output=True)
     if result.returncode != 0:
         reason = result.stderr.decode(errors="replace").strip().splitlines()
@@ -194,19 +197,6 @@ def tuning(model: str, controls: tuple, sample_rate: int) -> tuple[np.ndarray, n
     return pitches[keep], cents[keep]
 
 
-def _velocity_gain(on: np.ndarray, velocity: np.ndarray, length: int, sample_rate: int) -> np.ndarray:
-    """The notes' velocity gains over time: each note's from its onset, 5 ms ramps between them."""
-    steps = np.zeros(length, dtype=np.float64)
-    level = (velocity / 127.0) ** 2
-    starts = np.minimum(on, length - 1)
-    steps[starts[0]] = level[0]
-    np.add.at(steps, starts[1:], np.diff(level))
-    curve = np.cumsum(steps)
-    ramp = max(int(0.005 * sample_rate), 1)
-    kernel = np.ones(ramp) / ramp
-    return np.convolve(curve, kernel)[:length].astype(np.float32)
-
-
 def out_of_range(notes: np.ndarray, model: str) -> int:
     lo, hi = RANGES[model]
     pitches = np.asarray(notes)[:, PITCH] if len(notes) else np.zeros(0)
@@ -217,8 +207,6 @@ def render(notes: np.ndarray, voice: PhysicalVoice, sample_rate: int, controls=N
            tail_s: float = 0.5) -> np.ndarray:
     """Render one part (notes as in :mod:`~ensemble_synth.music.score`) -> mono float32 with
     ``tail_s`` of release after the last note-off."""
-    from scipy.signal import lfilter  # where used: a second at start-up otherwise
-
     sample_rate = int(sample_rate)
     notes = np.asarray(notes, dtype=np.float64).reshape(-1, 4) if np.size(notes) else np.zeros((0, 4))
     check_notes(notes, where, options=None)
@@ -239,15 +227,14 @@ def render(notes: np.ndarray, voice: PhysicalVoice, sample_rate: int, controls=N
         ccs = np.asarray(controls, dtype=np.float64).reshape(len(controls), -1)
         modulation = ccs[ccs[:, 1] == 1]
         vibrato_cc = float(modulation[0, 2]) if len(modulation) else 0.0
+    level = (velocity / 127.0) ** 2
     timed = [(on[i], 1, f"n {on[i] / sample_rate:.6f} {pitch[i]:.4f} {drive[i]:.3f}") for i in range(len(on))]
+    timed += [(on[i], 2, f"g {on[i] / sample_rate:.6f} {level[i]:.6f} {GAIN_RAMP_S}") for i in range(len(on))]
     timed += [(off[i], 0, f"f {off[i] / sample_rate:.6f} {pitch[i]:.4f} 64") for i in range(len(on))]
     timed.sort(key=lambda event: (event[0], event[1]))
     length = int(off.max() + tail_s * sample_rate)
     events = _setup(voice, vibrato_cc) + [line for _, _, line in timed] + [f"e {length / sample_rate:.6f}"]
-    out = _run(voice.model, sample_rate, voice.seed, events, where)[:length]
-    pole = float(np.exp(-2 * np.pi * voice.lowpass_hz / sample_rate))
-    out = lfilter([1.0 - pole], [1.0, -pole], out).astype(np.float32)
-    out *= _velocity_gain(on, velocity, len(out), sample_rate)
+    out = _run(voice.model, sample_rate, voice.seed, events, where, voice.lowpass_hz)[:length]
     gain = expression_gain(controls, len(out), sample_rate)
     if gain is not None:
         out *= gain
