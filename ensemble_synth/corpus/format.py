@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import tomli_w
 
+from ..distributions import support
 from ..errors import UserError
 from ..fileio import (
     PCM24_LSB,
@@ -240,7 +241,9 @@ def check_or_write_corpus_toml(out_dir: Path, preset: dict, seed: int, augmentat
     if out_dir.exists() and any(p for p in out_dir.iterdir() if not p.name.startswith(".")):
         raise UserError(f"{out_dir}: exists, is not empty and is not a corpus; use another output directory")
     out_dir.mkdir(parents=True, exist_ok=True)
-    soundfonts = source_versions(preset["timbre"]["soundfont"])
+    pools = preset["timbre"].get("pools")
+    soundfonts = source_versions(preset["timbre"]["soundfont"] if not pools else list(dict.fromkeys(
+        name for value in [preset["timbre"]["soundfont"], *pools.values()] for name in support(value))))
     text = tomli_w.dumps({**record, "versions": {k: v or "" for k, v in versions().items()}, "soundfonts": soundfonts})
     write_text_atomic(path, text)
 

