@@ -65,8 +65,8 @@ VOICES = 4  # notes sounding at once in a part (chorale parts are lines; legato 
 # number of its vibrato rate, and the range of its low-pass (Hz, log-uniform).
 MODELS = {
     "Bowed": (("violin", "viola", "cello"), {2: (85.0, 128.0), 4: (15.0, 50.0)}, 11, (4000.0, 12000.0)),
-    "Clarinet": (("clarinet",), {2: (20.0, 90.0), 4: (0.0, 30.0)}, 11, (700.0, 2500.0)),
-    "Saxofony": (("alto_saxophone", "tenor_saxophone"), {2: (55.0, 95.0), 4: (0.0, 40.0), 11: (30.0, 90.0)},
+    "Clarinet": (("clarinet",), {2: (45.0, 95.0), 4: (0.0, 30.0)}, 11, (700.0, 2500.0)),
+    "Saxofony": (("alto_saxophone", "tenor_saxophone"), {2: (55.0, 85.0), 4: (0.0, 40.0), 11: (30.0, 85.0)},
                  29, (1000.0, 4000.0)),
     "Flute": (("flute",), {4: (0.0, 40.0)}, 11, (1500.0, 6000.0)),
 }
