@@ -18,6 +18,13 @@ def project_root_candidates() -> list[Path]:
     return [here.parent, Path(sys.prefix) / "share" / "ensemble_synth"]
 
 
+def install_folders(env_var: str, cache_name: str) -> list[Path]:
+    """Where an installed asset is looked for: the folders of ``$env_var`` (colon separated;
+    installers write to the first), then ``~/.cache/ensemble_synth/<cache_name>``."""
+    dirs = [Path(p).expanduser() for p in os.environ.get(env_var, "").split(os.pathsep) if p]
+    return dirs + [Path.home() / ".cache" / "ensemble_synth" / cache_name]
+
+
 def presets_root() -> Path:
     """The presets folder: $ENSEMBLE_SYNTH_PRESETS, else the one beside the package."""
     env = os.environ.get("ENSEMBLE_SYNTH_PRESETS")

@@ -14,7 +14,7 @@ import sys
 
 import numpy as np
 import pytest
-from helpers import fundamental
+from helpers import fundamental, pool_corpus_twice, pool_spec, timbre_config
 
 from ensemble_synth.corpus.preset import resolve_preset
 from ensemble_synth.corpus.rendering import render_track
@@ -38,13 +38,6 @@ def cents_off(x: np.ndarray, sr: int, pitch: float, start: float, seconds: float
     return 1200 * np.log2(measure_f0(x[a:a + int(seconds * sr)].astype(np.float64), sr, f0, 150.0) / f0)
 
 
-def timbre_config(pool, programs=None) -> dict:
-    config = dict(resolve_preset("demo")["timbre"])
-    config["soundfont"] = pool
-    config["programs"] = programs or {}
-    return config
-
-
 # --- renderer ----------------------------------------------------------------------------------
 
 
@@ -59,7 +52,7 @@ def test_a_missing_renderer_is_one_line_naming_the_build_command(tmp_path, monke
 
 
 def test_render_spec_of_a_modelled_track_without_the_renderer_exits_2_in_one_line(tmp_path):
-    spec = modelled_spec([NAME, NAME, NAME, "fluidr3_gm"], seed=3)
+    spec = pool_spec([NAME, NAME, NAME, "fluidr3_gm"], seed=3)
     assert any(p["soundfont"] == NAME for p in spec["parts"])
     path = tmp_path / "metadata.json"
     path.write_text(json.dumps(spec))
@@ -217,22 +210,8 @@ def test_bach10_like_gives_stk_to_the_clarinet_only_and_records_it():
     assert all(p["physical"]["model"] in physical.MODELS for p in drawn if p["soundfont"] == NAME)
 
 
-def modelled_spec(pool, seed=1, index=0) -> dict:
-    """A demo track spec whose parts' timbres are drawn from ``pool``."""
-    spec = sample_track("demo", split="train", index=index, seed=seed)
-    config = timbre_config(pool)
-    rng, rng_pool = np.random.default_rng(seed), np.random.default_rng(seed + 1)
-    for part in spec["parts"]:
-        drawn = PartTimbre.sample(config, part["instrument"], rng, rng_pool)
-        for key in ("soundfont", "soundfont_file", "program", "program_instrument", "sampler", "eq_peaks"):
-            part.pop(key, None)
-        part.update(drawn.voice())
-        part.update(drawn.extras())
-    return spec
-
-
 def test_a_track_with_modelled_and_soundfont_parts_renders_deterministically_from_its_metadata():
-    spec = modelled_spec([NAME, "fluidr3_gm"], seed=2)
+    spec = pool_spec([NAME, "fluidr3_gm"], seed=2)
     kinds = {p["soundfont"] for p in spec["parts"]}
     assert kinds == {NAME, "fluidr3_gm"}, kinds
     track = render_track(spec)
@@ -244,23 +223,8 @@ def test_a_track_with_modelled_and_soundfont_parts_renders_deterministically_fro
 
 
 def test_a_corpus_preset_pool_naming_stk(tmp_path):
-    from ensemble_synth.corpus.generation import generate
-
-    preset = copy.deepcopy(resolve_preset("demo"))
-    preset.pop("_resolved", None)
-    preset.update(name="stk_pool", sample_rate=16000)
-    preset["tracks"] = {"train": 2, "valid": 0, "test": 0, "per_room": 2}
-    preset["repertoire"]["excerpt_seconds"] = 3
-    preset["timbre"]["soundfont"] = {"choice": ["fluidr3_gm", NAME], "weights": [1, 3]}
-    generate(preset, tmp_path / "a", seed=5, jobs=1, rir_cache=tmp_path / "rirs", progress=False)
-    generate(preset, tmp_path / "b", seed=5, jobs=1, rir_cache=tmp_path / "rirs", progress=False)
-    metas = sorted((tmp_path / "a").rglob("metadata.json"))
-    parts = [p for m in metas for p in json.loads(m.read_text())["parts"]]
+    parts = pool_corpus_twice(tmp_path, "stk_pool", {"choice": ["fluidr3_gm", NAME], "weights": [1, 3]})
     assert any(p["soundfont"] == NAME and p["physical"]["model"] for p in parts)
-    for m in metas:
-        other = tmp_path / "b" / m.relative_to(tmp_path / "a")
-        for wav in m.parent.rglob("*.wav"):
-            assert wav.read_bytes() == (other.parent / wav.relative_to(m.parent)).read_bytes()
     card = (tmp_path / "a" / "card.md").read_text()
     row = next(line for line in card.splitlines() if line.startswith(f"| {NAME} |"))
     assert physical.SOURCE in row and "STK physical models" in row and physical.LICENCE in row

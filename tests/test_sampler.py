@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import fundamental
+from helpers import fundamental, pool_corpus_twice, pool_spec, timbre_config
 
 from ensemble_synth.corpus.preset import resolve_preset
 from ensemble_synth.corpus.rendering import render_track
@@ -83,7 +83,7 @@ def test_a_missing_package_is_one_line_naming_it_and_the_install_command(tmp_pat
 
 
 def test_render_spec_of_a_sampled_track_without_the_package_exits_2_in_one_line(tmp_path):
-    spec = sampled_spec(["tonejs"], seed=3)
+    spec = pool_spec(["tonejs"], seed=3)
     path = tmp_path / "metadata.json"
     path.write_text(json.dumps(spec))
     env = {**os.environ, "HOME": str(tmp_path), sample_library.SAMPLES_ENV: str(tmp_path / "none")}
@@ -279,13 +279,6 @@ def test_bad_notes_are_refused_in_one_line():
 # --- timbre pools and tracks ---------------------------------------------------------------------
 
 
-def timbre_config(pool, programs=None) -> dict:
-    config = dict(resolve_preset("demo")["timbre"])
-    config["soundfont"] = pool
-    config["programs"] = programs or {}
-    return config
-
-
 def test_a_pool_draws_the_library_per_part_and_records_package_version_and_seed():
     config = timbre_config(["fluidr3_gm", LIBRARY])
     drawn = [PartTimbre.sample(config, "bassoon", np.random.default_rng(s), np.random.default_rng(100 + s))
@@ -346,22 +339,8 @@ def test_sources_resolve_and_are_recorded_for_the_corpus():
     assert record[LIBRARY]["packages"][package("violin").package]["version"] == package("violin").version
 
 
-def sampled_spec(pool, seed=1, index=0, programs=None) -> dict:
-    """A demo track spec whose parts' timbres are drawn from ``pool`` (as sample_track draws them)."""
-    spec = sample_track("demo", split="train", index=index, seed=seed)
-    config = timbre_config(pool, programs)
-    rng, rng_pool = np.random.default_rng(seed), np.random.default_rng(seed + 1)
-    for part in spec["parts"]:
-        drawn = PartTimbre.sample(config, part["instrument"], rng, rng_pool)
-        for key in ("soundfont", "soundfont_file", "program", "program_instrument", "sampler", "eq_peaks"):
-            part.pop(key, None)
-        part.update(drawn.voice())
-        part.update(drawn.extras())
-    return spec
-
-
 def test_a_track_with_sampled_and_soundfont_parts_renders_deterministically_from_its_metadata():
-    spec = sampled_spec([LIBRARY, "fluidr3_gm"], seed=4)
+    spec = pool_spec([LIBRARY, "fluidr3_gm"], seed=4)
     kinds = {p["soundfont"] for p in spec["parts"]}
     assert kinds == {LIBRARY, "fluidr3_gm"}, kinds
     track = render_track(spec)
@@ -403,22 +382,6 @@ def _pools_reach_presets() -> bool:
 @pytest.mark.skipif(not _pools_reach_presets(), reason="corpus/preset.py still checks [timbre] soundfont names with "
                     "soundfonts.resolve; it needs timbre.resolve_source (and corpus/format.py timbre.source_versions)")
 def test_a_corpus_preset_pool_naming_the_library(tmp_path):
-    from ensemble_synth.corpus.generation import generate
-
-    preset = copy.deepcopy(resolve_preset("demo"))
-    preset.pop("_resolved", None)
-    preset.update(name="tonejs_pool", sample_rate=16000)
-    preset["tracks"] = {"train": 2, "valid": 0, "test": 0, "per_room": 2}
-    preset["repertoire"]["excerpt_seconds"] = 3
-    preset["timbre"]["soundfont"] = {"choice": ["fluidr3_gm", LIBRARY], "weights": [1, 3]}
-    generate(preset, tmp_path / "a", seed=5, jobs=1, rir_cache=tmp_path / "rirs", progress=False)
-    generate(preset, tmp_path / "b", seed=5, jobs=1, rir_cache=tmp_path / "rirs", progress=False)
-    metas = sorted((tmp_path / "a").rglob("metadata.json"))
-    parts = [p for m in metas for p in json.loads(m.read_text())["parts"]]
+    parts = pool_corpus_twice(tmp_path, "tonejs_pool", {"choice": ["fluidr3_gm", LIBRARY], "weights": [1, 3]})
     assert any(p["soundfont"] == LIBRARY and p["sampler"]["version"] for p in parts)
-    for m in metas:
-        other = tmp_path / "b" / m.relative_to(tmp_path / "a")
-        assert m.read_bytes() == other.read_bytes()
-        for wav in m.parent.rglob("*.wav"):
-            assert wav.read_bytes() == (other.parent / wav.relative_to(m.parent)).read_bytes()
     assert LIBRARY in (tmp_path / "a" / "corpus.toml").read_text()

@@ -117,31 +117,30 @@ def validate(preset: dict, source: str) -> None:
 def check_programs(value, where: str) -> None:
     """[timbre] programs: a table from instrument to a choice of instrument names (the names
     themselves are checked with the other references)."""
+    _check_name_choices(value, where, "a table from instrument to instruments", "instrument names")
+
+
+def _check_name_choices(value, where: str, table: str, names: str) -> None:
+    """A table from instrument to a distribution over names (strings)."""
     if not isinstance(value, dict):
-        raise UserError(f"{where}: expected a table from instrument to instruments, got {value!r}")
+        raise UserError(f"{where}: expected {table}, got {value!r}")
     for inst, choice in value.items():
         distributions.check(choice, f"{where} {inst}")
         bad = [v for v in distributions.support(choice) if not isinstance(v, str)]
         if bad:
-            raise UserError(f"{where} {inst}: expected instrument names, got {bad[0]!r}")
+            raise UserError(f"{where} {inst}: expected {names}, got {bad[0]!r}")
 
 
 def check_pools(value, where: str) -> dict:
     """[timbre.pools]: a table from instrument to a source pool (as ``soundfont``), keyed by
     canonical instrument name (the sources are checked with the other references)."""
-    if not isinstance(value, dict):
-        raise UserError(f"{where}: expected a table from instrument to a choice of sources, got {value!r}")
+    _check_name_choices(value, where, "a table from instrument to a choice of sources", "source names")
     out = {}
     for inst, choice in value.items():
         try:
-            name = instruments.get(inst).name
+            out[instruments.get(inst).name] = choice
         except UserError as exc:
             raise UserError(f"{where}: {exc}") from None
-        distributions.check(choice, f"{where} {inst}")
-        bad = [v for v in distributions.support(choice) if not isinstance(v, str)]
-        if bad:
-            raise UserError(f"{where} {inst}: expected source names, got {bad[0]!r}")
-        out[name] = choice
     return out
 
 

@@ -50,8 +50,8 @@ import numpy as np
 from ..errors import UserError
 from ..music import instruments
 from ..music.score import END, PITCH, START, VELOCITY, check_notes
-from ..presets import project_file
-from .sampler import GRID, expression_gain, measure_f0
+from ..presets import install_folders, project_file
+from .sampler import GRID, expression_gain, grid_samples, measure_f0
 
 NAME = "stk"
 STK_ENV = "ENSEMBLE_SYNTH_STK"
@@ -101,11 +101,6 @@ class PhysicalVoice:
     detune_cents: float = 0.0
     seed: int = 0
 
-    def record(self) -> dict:
-        """The part spec's ``physical`` table."""
-        return {"library": NAME, "model": self.model, "controls": {str(k): v for k, v in self.controls},
-                "vibrato_hz": self.vibrato_hz, "lowpass_hz": self.lowpass_hz, "seed": self.seed}
-
     @classmethod
     def from_record(cls, table: dict, detune_cents: float) -> "PhysicalVoice":
         if table.get("model") not in MODELS:
@@ -132,8 +127,7 @@ def source_hash() -> str:
 
 
 def search_path() -> list[Path]:
-    dirs = [Path(p).expanduser() for p in os.environ.get(STK_ENV, "").split(os.pathsep) if p]
-    return dirs + [Path.home() / ".cache" / "ensemble_synth" / "stk"]
+    return install_folders(STK_ENV, "stk")
 
 
 def renderer() -> Path:
@@ -164,11 +158,16 @@ def _run(model: str, sample_rate: int, seed: int, events: list[str], where: str,
     return np.frombuffer(result.stdout, dtype=np.float32).copy()
 
 
+def _control_lines(controls) -> list[str]:
+    """The player's controls as control events at time 0."""
+    return [f"c 0 {number} {value:.4f}" for number, value in controls]
+
+
 def _setup(voice: PhysicalVoice, vibrato_cc: float) -> list[str]:
     """The control events at time 0: the player's controls, the vibrato depth and rate."""
     _, _, rate_cc, _ = MODELS[voice.model]
     scale = BOWED_VIBRATO_SCALE if voice.model == "Bowed" else WIND_VIBRATO_SCALE
-    lines = [f"c 0 {number} {value:.4f}" for number, value in voice.controls]
+    lines = _control_lines(voice.controls)
     lines.append(f"c 0 {rate_cc} {min(voice.vibrato_hz / 12.0 * 128.0, 128.0):.4f}")  # STK: rate = value / 128 * 12 Hz
     lines.append(f"c 0 1 {vibrato_cc * scale:.4f}")
     return lines
@@ -180,7 +179,7 @@ def tuning(model: str, controls: tuple, sample_rate: int) -> tuple[np.ndarray, n
     lo, hi = RANGES[model]
     pitches = np.arange(lo, hi + 1, TUNING_STEP, dtype=np.float64)
     note, gap = 0.8, 0.2
-    events = [f"c 0 {number} {value:.4f}" for number, value in controls]
+    events = _control_lines(controls)
     for i, p in enumerate(pitches):
         t = i * (note + gap)
         events += [f"n {t:.6f} {p:.4f} 100", f"f {t + note:.6f} {p:.4f} 64"]
@@ -215,8 +214,8 @@ def render(notes: np.ndarray, voice: PhysicalVoice, sample_rate: int, controls=N
     if not len(notes):
         return np.zeros(0, dtype=np.float32)
     notes = notes[np.lexsort((notes[:, PITCH], notes[:, START]))]
-    on = (np.round(notes[:, START] * sample_rate / GRID) * GRID).astype(np.int64)
-    off = np.maximum((np.round(notes[:, END] * sample_rate / GRID) * GRID).astype(np.int64), on + GRID)
+    on = grid_samples(notes[:, START], sample_rate)
+    off = np.maximum(grid_samples(notes[:, END], sample_rate), on + GRID)
     velocity = np.clip(np.round(notes[:, VELOCITY]), 1, 127)
     known, cents = tuning(voice.model, voice.controls, sample_rate)
     # The pitch to ask for: where the model's sounding pitch (asked + its offset there) is the note's.

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError
 from ..music import instruments
-from ..presets import project_file
+from ..presets import install_folders, project_file
 
 SAMPLES_ENV = "ENSEMBLE_SYNTH_SAMPLES"
 INSTALLER = "scripts/install-samples.sh"
@@ -98,9 +97,7 @@ def package_for(library: str, instrument: str) -> SamplePackage | None:
 
 
 def search_path() -> list[Path]:
-    dirs = [Path(p).expanduser() for p in os.environ.get(SAMPLES_ENV, "").split(os.pathsep) if p]
-    dirs.append(Path.home() / ".cache" / "ensemble_synth" / "samples")
-    return dirs
+    return install_folders(SAMPLES_ENV, "samples")
 
 
 def find(entry: SamplePackage) -> Path | None:

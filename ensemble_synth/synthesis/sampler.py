@@ -418,7 +418,8 @@ class SampledVoice:
     release_scale: float = 1.0
 
 
-def _grid(seconds: np.ndarray, sample_rate: int) -> np.ndarray:
+def grid_samples(seconds: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Times in seconds -> sample indices on the :data:`GRID`."""
     return (np.round(np.asarray(seconds, dtype=np.float64) * sample_rate / GRID) * GRID).astype(np.int64)
 
 
@@ -479,7 +480,7 @@ def expression_gain(controls, length: int, sample_rate: int) -> np.ndarray | Non
         ev = controls[controls[:, 1] == number]
         if not len(ev):
             continue
-        t = _grid(ev[:, 0], sample_rate).astype(np.float64)
+        t = grid_samples(ev[:, 0], sample_rate).astype(np.float64)
         g = (np.clip(np.round(ev[:, 2]), 0, 127) / 127.0) ** 2
         curve = np.interp(np.arange(length, dtype=np.float64), t, g).astype(np.float32)
         gain = curve if gain is None else gain * curve
@@ -509,8 +510,8 @@ def render(notes: np.ndarray, voice: SampledVoice, sample_rate: int, controls=No
         return np.zeros(0, dtype=np.float32)
     order = np.lexsort((notes[:, PITCH], notes[:, START]))
     notes = notes[order]
-    on = _grid(notes[:, START], sample_rate)
-    off = np.maximum(_grid(notes[:, END], sample_rate), on + GRID)
+    on = grid_samples(notes[:, START], sample_rate)
+    off = np.maximum(grid_samples(notes[:, END], sample_rate), on + GRID)
     pitch = notes[:, PITCH].astype(np.int64)
     velocity = np.clip(np.round(notes[:, VELOCITY]), 1, 127)
     outside = out_of_range(notes, voice.package, sample_rate)
