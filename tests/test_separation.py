@@ -137,6 +137,28 @@ def test_resume_continues_to_the_same_weights_as_an_uninterrupted_run(corpus, tr
         assert torch.equal(value, resumed["state_dict"][key]), key
 
 
+def test_averaged_weights_are_the_saved_model_and_resume_to_those_of_an_uninterrupted_run(corpus, trained, tmp_path):
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    train(corpus, straight, model="tiny", epochs=2, seed=0, progress=False, device="cpu", ema=0.9)
+    train(corpus, resumed, model="tiny", epochs=1, seed=0, progress=False, device="cpu", ema=0.9)
+    train(corpus, resumed, model="tiny", epochs=2, seed=0, progress=False, device="cpu", ema=0.9, resume=True)
+    a, b = read_checkpoint(straight / "last.pt"), read_checkpoint(resumed / "last.pt")
+    plain = read_checkpoint(trained.parent / "last.pt")  # the same steps without averaging
+    for key, value in a["state_dict"].items():
+        assert torch.equal(value, b["state_dict"][key]), key
+        assert torch.equal(a["training_state_dict"][key], b["training_state_dict"][key]), key
+        assert torch.equal(a["training_state_dict"][key], plain["state_dict"][key]), key  # averaging leaves training alone
+    assert any(not torch.equal(v, a["training_state_dict"][k]) for k, v in a["state_dict"].items())
+    with open(straight / "metrics.csv") as f:
+        curve = [float(r["valid_sdr"]) for r in csv.DictReader(f)]
+    best = read_checkpoint(straight / "model.pt")
+    assert best["valid_sdr"] == pytest.approx(max(curve), abs=1e-5)  # the validated weights are the averaged ones
+    if best["epoch"] == 2:
+        assert all(torch.equal(v, a["state_dict"][k]) for k, v in best["state_dict"].items())
+    with pytest.raises(UserError, match="ema = 1.0"):
+        resolve_config("tiny", {"ema": 1.0})
+
+
 def test_prefetched_batches_train_and_resume_to_the_weights_of_batches_drawn_when_needed(corpus, trained, tmp_path,
                                                                                        monkeypatch):
     threads = set(threading.enumerate())
@@ -392,3 +414,32 @@ def test_encoder_stride_is_kept_by_checkpoints_and_left_out_of_configs_at_its_de
     with torch.no_grad():
         assert loaded.stride == 16 and torch.equal(model(x), loaded(x))
         assert model(x).shape == (1, 2, 1, 3001)
+
+
+def test_shifts_average_passes_delayed_within_one_hop_and_consistency_sums_to_the_mixture():
+    config = {"model": {"sample_rate": SR, "channels": 1, "causal": False}}
+    layout = {"output_names": list("ab"), "instruments": list("ab")}
+    model = _tiny(False, "gLN")  # L = 16: hop 8
+    mix = np.random.default_rng(0).standard_normal((1, 4000)).astype(np.float32)
+
+    def one_pass(delay: int) -> np.ndarray:
+        with torch.no_grad():
+            x = torch.from_numpy(np.pad(mix, [(0, 0), (delay, 0)])[None])
+            return model(x)[0, :, 0, delay:].numpy()
+
+    plain = Separator(model, config, layout, torch.device("cpu"), shifts=1, consistency=False).separate(mix, SR)
+    np.testing.assert_allclose(np.stack([plain["a"][0], plain["b"][0]]), one_pass(0), atol=1e-6)
+    shifted = Separator(model, config, layout, torch.device("cpu"), shifts=2, consistency=False).separate(mix, SR)
+    np.testing.assert_allclose(np.stack([shifted["a"][0], shifted["b"][0]]), (one_pass(0) + one_pass(4)) / 2,
+                               atol=1e-6)
+    consistent = Separator(model, config, layout, torch.device("cpu")).separate(mix, SR)
+    np.testing.assert_allclose(consistent["a"] + consistent["b"], mix, atol=1e-5)
+    with pytest.raises(UserError, match="shifts = 0"):
+        Separator(model, config, layout, torch.device("cpu"), shifts=0)
+
+
+def test_separate_command_refuses_zero_shifts_in_one_line(trained, tmp_path, capsys):
+    assert main(["separate", str(tmp_path / "mix.wav"), "--model", str(trained), "-o", str(tmp_path / "o"),
+                 "--shifts", "0"]) == 2
+    assert "--shifts" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

@@ -14,6 +14,7 @@ from ..evaluation.report import write_report
 from ..fileio import atomic_directory
 from ..synth_vs_real import BASE_PRESET, OUTPUTS, URMP_PRESET, VARIANTS, run_bench
 from .group import cli
+from .separation_options import separation_options
 
 
 @cli.command()
@@ -23,11 +24,12 @@ from .group import cli
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False))
 @click.option("--sdr-only", is_flag=True, help="Only SDR (and SI-SDR), no filter projections: much faster.")
 @click.option("--device", default="auto", show_default=True)
-def evaluate(model_path, dataset, segment, out_dir, sdr_only, device):
+@separation_options
+def evaluate(model_path, dataset, segment, out_dir, sdr_only, device, shifts, consistency):
     """Separate every track of a dataset with a trained model and score it."""
     from ..separation import load_separator
 
-    separator = load_separator(model_path, device=device)
+    separator = load_separator(model_path, device=device, shifts=shifts, consistency=consistency)
     tracks = load_dataset(dataset, segment=segment)
     if not tracks:
         raise UserError(f"{dataset}: no tracks")
@@ -52,7 +54,9 @@ def evaluate(model_path, dataset, segment, out_dir, sdr_only, device):
 @click.option("--segment", type=float, default=None,
               help="Score the real pieces in segments of this many seconds (the study's 15) instead of whole.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--jobs", "-j", type=int, default=None, help="Worker processes: corpus generation, and models trained side by side [default: one per core].")
+@click.option("--jobs", "-j", type=int, default=None, help="Worker processes: corpus generation, and models trained side by side [default: one per core]. "
+              "The cores are shared among one command's workers: two benches run at once each use them all "
+              "(give each --jobs 1 and expect both to be slower than one after the other).")
 @click.option("--score-informed", is_flag=True, help="Also adapt each variant's model to every real piece's score "
               "(`adapt`, the budget's renditions and minutes per piece) and report it apart from the blind rows.")
 @click.option("--outputs", default="voices", show_default=True, type=click.Choice(OUTPUTS),

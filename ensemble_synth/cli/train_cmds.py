@@ -11,6 +11,7 @@ from ..fileio import atomic_directory, check_output_dir, read_wav, write_wav
 from ..separation import require_torch
 from ..separation.score_roll import notes_from_midi
 from .group import cli
+from .separation_options import separation_options
 
 
 @cli.command()
@@ -58,8 +59,10 @@ def train(corpus_dir, run_dir, model, target, max_minutes, max_steps, epochs, de
 @click.option("--notes", "notes_files", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
               help="A score-conditioned model's input: one MIDI file per output, in output order, holding that "
               "part's notes aligned to MIX (repeat the option; a corpus track's midi/<part>.mid files are such).")
+@separation_options
 @click.option("--overwrite", is_flag=True, help="Replace OUT_DIR if it exists.")
-def separate(mix, model_path, out_dir, device, chunk_seconds, adapt_channels, notes_files, overwrite):
+def separate(mix, model_path, out_dir, device, chunk_seconds, adapt_channels, notes_files, shifts, consistency,
+             overwrite):
     """Separate MIX into one WAV per model output, at MIX's sample rate."""
     require_torch()
     from ..separation import load_separator
@@ -78,7 +81,7 @@ def separate(mix, model_path, out_dir, device, chunk_seconds, adapt_channels, no
             raise UserError(f"{path}: file not found")
     notes = [notes_from_midi(path) for path in notes_files] or None  # an unreadable file is one line naming it
     check_output_dir(out_dir, overwrite=overwrite)  # before the work, not after it
-    separator = load_separator(model_path, device=device)
+    separator = load_separator(model_path, device=device, shifts=shifts, consistency=consistency)
     if notes is not None and not separator.conditioned:
         raise UserError(f"--notes: {model_path} is not score-conditioned; it separates from the audio alone")
     outputs = separator.separate(audio, rate, chunk_seconds=chunk_seconds, adapt_channels=adapt_channels,

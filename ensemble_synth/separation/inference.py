@@ -6,6 +6,15 @@ are cross-faded, so away from the file's ends every output sample has full conte
 
 A score-conditioned model also needs the notes of each of its parts (``notes=``); each chunk
 gets the roll of its own window (:mod:`.score_roll`).
+
+Two refinements, both on by default, both measured on held-out synthetic tracks of recorded
+instruments the models had not heard (docs/benchmark.md, 2026-12-06, evening):
+
+- *shifts*: the model runs on the mixture delayed by ``shifts`` evenly spaced fractions of
+  its encoder hop and the estimates are averaged (Demucs's shift trick). A strided encoder
+  is not shift-invariant; the average smooths out where its frames happen to fall.
+- *consistency*: the estimates are moved to sum to the mixture, each taking an equal share
+  of the residual (mixture consistency, Wisdom et al. 2019).
 """
 
 from __future__ import annotations
@@ -18,7 +27,7 @@ import torch
 
 from ..errors import UserError
 from .checkpoint import model_from_checkpoint, read_checkpoint
-from .config import score_features
+from .config import DEFAULT_SHIFTS, score_features
 from .data import resample
 from .device import resolve_device
 from .score_roll import frames_for, score_roll
@@ -27,13 +36,17 @@ DEFAULT_CHUNK_SECONDS = 10.0
 MIN_OVERLAP_SECONDS = 0.5
 
 
-def chunk_starts(length: int, chunk: int, overlap: int) -> list[int]:
-    """Chunk start positions covering ``length`` samples; the last chunk ends at the end."""
+def chunk_starts(length: int, chunk: int, overlap: int, align: int = 1) -> list[int]:
+    """Chunk start positions covering ``length`` samples, each a multiple of ``align``, with
+    neighbours overlapping by at least ``overlap``; the last chunk ends at or past the end
+    (``align`` - 1 samples at most; the caller pads)."""
     if length <= chunk:
         return [0]
-    hop = chunk - overlap
+    hop = max(align, (chunk - overlap - align + 1) // align * align)
     starts = list(range(0, length - chunk, hop))
-    starts.append(length - chunk)
+    last = -(-(length - chunk) // align) * align
+    if last > starts[-1]:
+        starts.append(last)
     return starts
 
 
@@ -48,10 +61,16 @@ def _fade_weights(chunk: int, overlap: int, first: bool, last: bool) -> np.ndarr
 
 
 class Separator:
-    """A trained model ready to separate: ``separate(mixture, rate) -> {output name: audio}``."""
+    """A trained model ready to separate: ``separate(mixture, rate) -> {output name: audio}``.
+
+    ``shifts``: how many evenly spaced delays within one encoder hop the model runs on, its
+    estimates averaged (1: one pass); ``consistency``: make the estimates sum to the mixture."""
 
     def __init__(self, model: torch.nn.Module, config: dict, layout: dict, device: torch.device,
-                 source: str | None = None):
+                 source: str | None = None, shifts: int = DEFAULT_SHIFTS, consistency: bool = True):
+        check_shifts(shifts)
+        self.shifts = int(shifts)
+        self.consistency = bool(consistency)
         self.model = model.to(device).eval()
         self.source = source  # the checkpoint it was loaded from, for messages
         self.config = config
@@ -86,24 +105,43 @@ class Separator:
 
     def separate_at_model_rate(self, audio: np.ndarray, chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
                                overlap_seconds: float | None = None, notes=None) -> np.ndarray:
-        """``(batch, channels, n)`` at the model's rate -> ``(batch, sources, channels, n)``, chunked;
+        """``(batch, channels, n)`` at the model's rate -> ``(batch, sources, channels, n)``, chunked,
+        averaged over the separator's shifts and made to sum to ``audio`` (where it is set to);
         ``notes``: each output's notes (a conditioned model's, see :meth:`separate`)."""
         check_chunking(chunk_seconds, overlap_seconds)
+        offsets = sorted({round(k * self.model.stride / self.shifts) for k in range(self.shifts)})
+        total = None
+        for offset in offsets:
+            delayed = np.pad(audio, [(0, 0), (0, 0), (offset, 0)]) if offset else audio
+            # the notes are timed from the mixture's start, so they are delayed with it
+            moved = _delayed_notes(notes, offset / self.sample_rate) if offset else notes
+            estimate = self._separate_chunked(delayed, chunk_seconds, overlap_seconds, moved)[..., offset:]
+            total = estimate if total is None else total + estimate
+        out = total / len(offsets) if len(offsets) > 1 else total
+        if self.consistency:
+            out = mixture_consistent(out, audio)
+        return out
+
+    def _separate_chunked(self, audio: np.ndarray, chunk_seconds: float, overlap_seconds: float | None,
+                          notes) -> np.ndarray:
         length = audio.shape[-1]
         overlap = max(int(round((overlap_seconds if overlap_seconds is not None else MIN_OVERLAP_SECONDS)
                                 * self.sample_rate)),
                       2 * self.receptive_field_samples if overlap_seconds is None else 1)
         chunk = max(int(round(chunk_seconds * self.sample_rate)), 2 * overlap + 1)
-        starts = chunk_starts(length, chunk, overlap)
+        # every chunk on the whole signal's frame grid, so chunking does not move where frames fall
+        starts = chunk_starts(length, chunk, overlap, align=self.model.stride)
         if len(starts) == 1:
             return self._run(audio, notes)
-        out = np.zeros((audio.shape[0], len(self.output_names), audio.shape[1], length), dtype=np.float32)
-        norm = np.zeros(length, dtype=np.float32)
+        padded = starts[-1] + chunk
+        audio = np.pad(audio, [(0, 0), (0, 0), (0, padded - length)]) if padded > length else audio
+        out = np.zeros((audio.shape[0], len(self.output_names), audio.shape[1], padded), dtype=np.float32)
+        norm = np.zeros(padded, dtype=np.float32)
         for index, start in enumerate(starts):
             weights = _fade_weights(chunk, overlap, index == 0, index == len(starts) - 1)
             out[..., start:start + chunk] += self._run(audio[..., start:start + chunk], notes, start) * weights
             norm[start:start + chunk] += weights
-        return out / norm
+        return (out / norm)[..., :length]
 
     def separate(self, mixture: np.ndarray, sample_rate: int, chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
                  overlap_seconds: float | None = None, adapt_channels: bool = False,
@@ -174,6 +212,33 @@ class Separator:
         return checked
 
 
+def mixture_consistent(estimates: np.ndarray, mixture: np.ndarray) -> np.ndarray:
+    """``estimates`` ``(batch, sources, channels, n)`` moved to sum to ``mixture`` ``(batch, channels, n)``:
+    each takes an equal share of the residual (Wisdom et al. 2019, unweighted)."""
+    residual = mixture - estimates.sum(axis=1)
+    return (estimates + residual[:, None] / estimates.shape[1]).astype(np.float32)
+
+
+def _delayed_notes(notes, seconds: float):
+    if notes is None:
+        return None
+    moved = []
+    for rows in notes:
+        if rows is None:
+            moved.append(None)
+            continue
+        rows = np.array(rows, dtype=np.float64)
+        rows[:, 0] += seconds
+        moved.append(rows)
+    return moved
+
+
+def check_shifts(shifts) -> None:
+    """Refuse a number of shifts that is not a whole number of at least 1."""
+    if isinstance(shifts, bool) or not isinstance(shifts, (int, np.integer)) or shifts < 1:
+        raise UserError(f"shifts = {shifts!r}: must be a whole number of at least 1 (1: no shifts)")
+
+
 def check_chunking(chunk_seconds: float, overlap_seconds: float | None = None,
                    chunk_option: str = "chunk_seconds", overlap_option: str = "overlap_seconds") -> None:
     """Refuse a chunk length (or an overlap) that is not a finite number of seconds above 0."""
@@ -200,8 +265,12 @@ def check_mixture(mixture: np.ndarray, sample_rate: int, name: str = "mixture") 
                         f"(the first at sample {first}, {first / sample_rate:.3f} s); it cannot be separated")
 
 
-def load_separator(path: str | Path, device: str = "auto") -> Separator:
-    """The separator saved at ``path`` (``model.pt``/``last.pt`` or a run directory)."""
+def load_separator(path: str | Path, device: str = "auto", shifts: int = DEFAULT_SHIFTS,
+                   consistency: bool = True) -> Separator:
+    """The separator saved at ``path`` (``model.pt``/``last.pt`` or a run directory); ``shifts``
+    and ``consistency`` as in :class:`Separator` (the module's docstring)."""
+    check_shifts(shifts)
     payload = read_checkpoint(path)
     model = model_from_checkpoint(payload)
-    return Separator(model, payload["config"], payload["layout"], resolve_device(device), source=payload["_path"])
+    return Separator(model, payload["config"], payload["layout"], resolve_device(device), source=payload["_path"],
+                     shifts=shifts, consistency=consistency)
