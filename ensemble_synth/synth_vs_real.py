@@ -43,7 +43,7 @@ from .music.repertoire import load_midi_piece, midi_files
 from .presets import list_presets, presets_root, read_toml
 from .schema import defaults
 from .separation.allocator import jemalloc_preloaded, training_allocator_env
-from .separation.config import architecture, describe_difference, resolve_config
+from .separation.config import TRAINING_DEFAULTS, architecture, describe_difference, resolve_config
 from .versions import versions
 
 VARIANTS = ("dry", "room", "timbre", "performance", "full")
@@ -337,7 +337,8 @@ def training_overrides(budget: Budget, causal: bool) -> dict:
 
 def _as_trained(config: dict) -> dict:
     model = {f"model.{k}": v for k, v in architecture(config.get("model", {})).items() if k != "channels"}
-    training = {f"training.{k}": v for k, v in config.get("training", {}).items()}
+    # a key added since a run was trained had its default then
+    training = {f"training.{k}": v for k, v in {**TRAINING_DEFAULTS, **config.get("training", {})}.items()}
     return {**model, **training, "seed": config.get("data", {}).get("seed")}
 
 

@@ -4,6 +4,7 @@ import json
 import os
 
 import pytest
+import tomli_w
 from helpers import BACH10
 
 from ensemble_synth.cli import main
@@ -12,7 +13,9 @@ from ensemble_synth.music.repertoire import (
     load_music21_bach,
     same_melody,
 )
-from ensemble_synth.synth_vs_real import VARIANTS
+from ensemble_synth.errors import UserError
+from ensemble_synth.separation.config import resolve_config
+from ensemble_synth.synth_vs_real import BUDGETS, VARIANTS, check_finished_runs, training_overrides
 
 BACH10_EXCLUDED = {"bwv255", "bwv48.3", "bwv256", "bwv274", "bwv62.6", "bwv275", "bwv296", "bwv297",
                    "bwv326", "bwv327", "bwv364", "bwv385"}
@@ -155,3 +158,17 @@ def test_a_finished_run_trained_otherwise_is_refused_before_any_work(smoke, caps
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and str(smoke / "runs" / "dry") in err and "seed=0 vs 1" in err
     assert sorted(str(p) for p in smoke.rglob("*")) == before
+
+
+def test_finished_runs_are_reused_only_as_trained_and_keys_added_since_take_their_defaults(tmp_path):
+    budget = BUDGETS["smoke"]
+    config = resolve_config(budget.model, training_overrides(budget, False))
+    run = tmp_path / "runs" / "timbre"
+    run.mkdir(parents=True)
+    (run / "done").write_text("trained\n")
+    # written before [training] gain_db existed (a key added since takes the default it had then)
+    older = {**config, "training": {k: v for k, v in config["training"].items() if k != "gain_db"}, "data": {"seed": 0}}
+    (run / "config.toml").write_text(tomli_w.dumps(older))
+    check_finished_runs([run], budget, False, seed=0)
+    with pytest.raises(UserError, match="timbre: a finished run trained otherwise .*seed=0 vs 1"):
+        check_finished_runs([run], budget, False, seed=1)

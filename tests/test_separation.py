@@ -137,28 +137,6 @@ def test_resume_continues_to_the_same_weights_as_an_uninterrupted_run(corpus, tr
         assert torch.equal(value, resumed["state_dict"][key]), key
 
 
-def test_averaged_weights_are_the_saved_model_and_resume_to_those_of_an_uninterrupted_run(corpus, trained, tmp_path):
-    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    train(corpus, straight, model="tiny", epochs=2, seed=0, progress=False, device="cpu", ema=0.9)
-    train(corpus, resumed, model="tiny", epochs=1, seed=0, progress=False, device="cpu", ema=0.9)
-    train(corpus, resumed, model="tiny", epochs=2, seed=0, progress=False, device="cpu", ema=0.9, resume=True)
-    a, b = read_checkpoint(straight / "last.pt"), read_checkpoint(resumed / "last.pt")
-    plain = read_checkpoint(trained.parent / "last.pt")  # the same steps without averaging
-    for key, value in a["state_dict"].items():
-        assert torch.equal(value, b["state_dict"][key]), key
-        assert torch.equal(a["training_state_dict"][key], b["training_state_dict"][key]), key
-        assert torch.equal(a["training_state_dict"][key], plain["state_dict"][key]), key  # averaging leaves training alone
-    assert any(not torch.equal(v, a["training_state_dict"][k]) for k, v in a["state_dict"].items())
-    with open(straight / "metrics.csv") as f:
-        curve = [float(r["valid_sdr"]) for r in csv.DictReader(f)]
-    best = read_checkpoint(straight / "model.pt")
-    assert best["valid_sdr"] == pytest.approx(max(curve), abs=1e-5)  # the validated weights are the averaged ones
-    if best["epoch"] == 2:
-        assert all(torch.equal(v, a["state_dict"][k]) for k, v in best["state_dict"].items())
-    with pytest.raises(UserError, match="ema = 1.0"):
-        resolve_config("tiny", {"ema": 1.0})
-
-
 def test_prefetched_batches_train_and_resume_to_the_weights_of_batches_drawn_when_needed(corpus, trained, tmp_path,
                                                                                        monkeypatch):
     threads = set(threading.enumerate())

@@ -61,7 +61,6 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "patience": 10,  # early stopping, in epochs without a better validation SDR
     "remix": 0.5,  # probability that a training example is remixed across tracks
     "gain_db": 3.0,  # random gain per source when remixing, +-dB
-    "ema": 0.0,  # decay of a moving average of the weights, validated and saved in their place (0 = off)
 }
 
 # Optional [model] keys: accepted, resolved only when set to something other than their default.
@@ -70,7 +69,7 @@ OPTIONAL_MODEL_DEFAULTS: dict[str, Any] = {"score_features": 0, "stride": 0}
 _INT_KEYS = {"score_features", "stride", "N", "L", "B", "H", "P", "X", "R", "skip_channels", "sample_rate", "channels",
              "batch_size", "epochs", "steps_per_epoch", "valid_items", "plateau_patience", "patience"}
 _FLOAT_KEYS = {"segment_seconds", "valid_segment_seconds", "lr", "weight_decay", "plateau_factor",
-               "clip_grad", "remix", "gain_db", "ema"}
+               "clip_grad", "remix", "gain_db"}
 _CHOICES = {"norm": NORMS, "mask": MASKS, "loss": LOSSES, "schedule": SCHEDULES}
 
 
@@ -113,8 +112,6 @@ def _check_ranges(model: dict, training: dict, source: str) -> None:
         raise UserError(f"{source}: a causal model cannot use gLN (it looks at the whole signal); use cLN or chanLN")
     if training["segment_seconds"] <= 0:
         raise UserError(f"{source}: segment_seconds must be positive")
-    if not 0.0 <= training["ema"] < 1.0:
-        raise UserError(f"{source}: ema = {training['ema']} must be a decay in [0, 1) (0: off)")
     if not 0.0 <= training["remix"] <= 1.0:
         raise UserError(f"{source}: remix = {training['remix']} must be a probability in [0, 1]")
 

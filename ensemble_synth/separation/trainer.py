@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 import tomli_w
 import torch
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from ..corpus.format import read_manifest
@@ -234,17 +233,11 @@ def _train(corpus_dir: Path, run_dir: Path, config: dict, layout, train_tracks, 
     scheduler = _make_scheduler(optimizer, training, total_steps)
     criterion = loss_fn(training["loss"])
     rng = training_stream(seed)
-    # with [training] ema, the averaged weights are the model: validated, saved and resumed
-    averaged = (AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(training["ema"]), use_buffers=True)
-                if training["ema"] else None)
-    scored = net if averaged is None else averaged.module
 
     history: list[dict] = []
     epoch, step, best_sdr, since_best = 0, 0, -math.inf, 0
     if state is not None:
-        net.load_state_dict(state["training_state_dict"] if averaged is not None else state["state_dict"])
-        if averaged is not None:
-            averaged.load_state_dict(state["averaged"])
+        net.load_state_dict(state["state_dict"])
         optimizer.load_state_dict(state["optimizer"])
         if scheduler is not None and state.get("scheduler"):
             scheduler.load_state_dict(state["scheduler"])
@@ -308,8 +301,6 @@ def _train(corpus_dir: Path, run_dir: Path, config: dict, layout, train_tracks, 
                 if training["clip_grad"] > 0:
                     torch.nn.utils.clip_grad_norm_(net.parameters(), training["clip_grad"])
                 optimizer.step()
-                if averaged is not None:
-                    averaged.update_parameters(net)
                 if isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingLR):
                     scheduler.step()
                 step += 1
@@ -320,7 +311,7 @@ def _train(corpus_dir: Path, run_dir: Path, config: dict, layout, train_tracks, 
                 break
             train_seconds = time.monotonic() - epoch_start
             valid_start = time.monotonic()
-            valid_loss, valid_sdr = evaluate(scored, valid, training["loss"], training["batch_size"], torch_device,
+            valid_loss, valid_sdr = evaluate(net, valid, training["loss"], training["batch_size"], torch_device,
                                              valid_rolls)
             valid_seconds = time.monotonic() - valid_start
             epoch += 1
@@ -333,14 +324,11 @@ def _train(corpus_dir: Path, run_dir: Path, config: dict, layout, train_tracks, 
             improved = valid_sdr > best_sdr or not (run_dir / "model.pt").is_file()
             if improved:
                 best_sdr, since_best = valid_sdr, 0
-                save_checkpoint(run_dir / "model.pt", scored, checkpoint_config, layout.to_dict(),
+                save_checkpoint(run_dir / "model.pt", net, checkpoint_config, layout.to_dict(),
                                 epoch=epoch, step=step, valid_sdr=valid_sdr)
             else:
                 since_best += 1
-            averaging = ({} if averaged is None else
-                         {"training_state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
-                          "averaged": {k: v.detach().cpu() for k, v in averaged.state_dict().items()}})
-            save_checkpoint(run_dir / "last.pt", scored, checkpoint_config, layout.to_dict(), **averaging,
+            save_checkpoint(run_dir / "last.pt", net, checkpoint_config, layout.to_dict(),
                             epoch=epoch, step=step, valid_sdr=valid_sdr, best_sdr=best_sdr, since_best=since_best,
                             optimizer=optimizer.state_dict(),
                             scheduler=scheduler.state_dict() if scheduler is not None else {},
