@@ -393,6 +393,8 @@ def _train_and_score(variant: str, corpus: Path, out_dir: Path, budget: Budget, 
                            log=None if progress else log, resume=(run_dir / "last.pt").exists(),
                            **training_overrides(budget, causal))
         (run_dir / "done").write_text("trained\n")
+    else:
+        log(f"reusing the finished run in {run_dir} (scored again)")
     t2 = time.perf_counter()
     separator = load_separator(model_path)
     synthetic = evaluate_model(separator, load_dataset(f"folder:{corpus / 'valid'}"), metrics=("SDR",))

@@ -119,7 +119,7 @@ def test_bad_options_fail_before_any_work(tmp_path, capsys, args, expected):
     assert not out.exists()
 
 
-def test_score_informed_rows_are_apart_from_the_blind_ones(smoke, tmp_path):
+def test_score_informed_rows_are_apart_from_the_blind_ones(smoke, tmp_path, capfd):
     import shutil
 
     run = tmp_path / "run"
@@ -127,6 +127,7 @@ def test_score_informed_rows_are_apart_from_the_blind_ones(smoke, tmp_path):
     status = main(["bench", "--real", f"bach10:{BACH10}", "--budget", "smoke", "-o", str(run), "--jobs", "2",
                    "--variants", "timbre", "--score-informed"])
     assert status == 0
+    assert f"reusing the finished run in {run / 'runs' / 'timbre'}" in capfd.readouterr().err
     results = json.loads((run / "results.json").read_text())
     [row] = results["score_adapted"]
     assert row["variant"] == "timbre" and len(row["pieces"]) == 3
