@@ -74,7 +74,7 @@ class Budget:
 BUDGETS = {
     "smoke": Budget("smoke", 16000, 6, 2, 2, 4.0, "tiny", 2, 8, 4,
                     "plumbing check: minutes on 2 CPU cores; the numbers mean nothing", 8, 0.2),
-    "small": Budget("small", 16000, 960, 12, 4, 12.0, "small", 20, 150, 16,
+    "small": Budget("small", 16000, 960, 12, 4, 12.0, "small", 32, 150, 16,
                     "about an hour on 2 CPU cores"),
     "full": Budget("full", 44100, 2000, 100, 4, 15.0, "convtasnet_study", 100, 500, 64,
                    "the study's model at 44.1 kHz: for a GPU", 320, 10.0),
