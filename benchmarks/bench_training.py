@@ -2,8 +2,11 @@
 
 Two measurements, each against today's baseline in the same run:
 
-The baseline is the ``small`` preset and budget (a 16 ms encoder hop, 20 x 150 steps), with its
-hop named explicitly so that the settings that change it compare with the same model.
+The baseline is the ``small`` model of 2026-12-05 (a 16 ms encoder hop, 20 x 150 steps), with its
+hop named explicitly so that the settings that change it compare with the same model. (Since
+2026-12-06 the ``small`` preset hops 32 ms and the budget trains 32 x 150 steps: the ``hop32``
+setting at ``--epochs 32``.) Validation runs the model once per item: the separator's shifts
+and consistency (``separate``, ``evaluate``, the bench) are not in these curves.
 
 ``steps``: the training step (forward, loss, backward, Adam: ``bench_convtasnet``'s) of the baseline model, of
 the same model under ``torch.compile``, and of cheaper architectures, interleaved so that
@@ -43,7 +46,7 @@ from ensemble_synth.separation.model import ConvTasNet, build_model, count_param
 
 from bench_convtasnet import step_timer  # the same timed step (this script's folder is on sys.path)
 
-# The baseline: the `small` preset (16 ms hop) and budget (20 x 150 steps), named explicitly.
+# The baseline: the `small` model of 2026-12-05 (16 ms hop, 20 x 150 steps), named explicitly.
 BASE = {"stride": 256}
 # name -> (description, train() keyword overrides, or a two-phase schedule)
 SETTINGS = {
