@@ -117,7 +117,7 @@ class Separator:
             moved = _delayed_notes(notes, offset / self.sample_rate) if offset else notes
             estimate = self._separate_chunked(delayed, chunk_seconds, overlap_seconds, moved)[..., offset:]
             total = estimate if total is None else total + estimate
-        out = total / len(offsets) if len(offsets) > 1 else total
+        out = total / len(offsets)
         if self.consistency:
             out = mixture_consistent(out, audio)
         return out
@@ -269,7 +269,6 @@ def load_separator(path: str | Path, device: str = "auto", shifts: int = DEFAULT
                    consistency: bool = True) -> Separator:
     """The separator saved at ``path`` (``model.pt``/``last.pt`` or a run directory); ``shifts``
     and ``consistency`` as in :class:`Separator` (the module's docstring)."""
-    check_shifts(shifts)
     payload = read_checkpoint(path)
     model = model_from_checkpoint(payload)
     return Separator(model, payload["config"], payload["layout"], resolve_device(device), source=payload["_path"],
